@@ -1,0 +1,120 @@
+"""Durable artefacts: orbax pytree checkpoints that refuse partial or mismatched restores,
+and JSON files written atomically.
+
+Orbax commits a checkpoint by renaming a finished temporary directory, so a run killed
+mid-save leaves either the previous checkpoint or a stray temporary, never a half-written
+one under the final name.
+"""
+
+import json
+import logging
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+PyTree = Any
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or not what the caller expects."""
+
+
+def _checkpointer() -> ocp.StandardCheckpointer:
+    return ocp.StandardCheckpointer()
+
+
+def save_tree(directory: str | os.PathLike, tree: PyTree) -> None:
+    """Saves a pytree of arrays under ``directory`` (replaced if it exists), blocking."""
+    directory = pathlib.Path(directory).absolute()
+    checkpointer = _checkpointer()
+    checkpointer.save(directory, tree, force=True)
+    checkpointer.wait_until_finished()
+
+
+def _describe(leaf) -> tuple[tuple[int, ...], str]:
+    return tuple(leaf.shape), np.dtype(leaf.dtype).name
+
+
+def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
+    """Restores the pytree saved under ``directory``, checked against ``like``.
+
+    ``like`` is a pytree of arrays or ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` of an
+    init function gives one for free). The stored tree must have exactly its structure,
+    shapes and dtypes; anything else raises :class:`CheckpointError` naming the first
+    difference, instead of restoring part of it.
+    """
+    directory = pathlib.Path(directory).absolute()
+    if not directory.is_dir():
+        raise CheckpointError(f"no checkpoint at {directory}")
+    checkpointer = _checkpointer()
+    try:
+        stored = checkpointer.metadata(directory).item_metadata.tree
+    except Exception as e:  # orbax raises many types for unreadable directories
+        raise CheckpointError(
+            f"{directory} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+            "it may be truncated or corrupt: delete it and rerun"
+        ) from e
+    stored_paths = dict(jax.tree_util.tree_flatten_with_path(stored)[0])
+    expected_paths = dict(jax.tree_util.tree_flatten_with_path(like)[0])
+    missing = sorted(set(map(jax.tree_util.keystr, expected_paths)) - set(map(jax.tree_util.keystr, stored_paths)))
+    extra = sorted(set(map(jax.tree_util.keystr, stored_paths)) - set(map(jax.tree_util.keystr, expected_paths)))
+    if missing or extra:
+        raise CheckpointError(
+            f"checkpoint {directory} does not match the expected structure "
+            f"(missing {missing[:3]}, unexpected {extra[:3]}): it was written by a different "
+            "configuration or version"
+        )
+    stored_by_name = {jax.tree_util.keystr(k): v for k, v in stored_paths.items()}
+    for path, leaf in expected_paths.items():
+        name = jax.tree_util.keystr(path)
+        if _describe(stored_by_name[name]) != _describe(leaf):
+            raise CheckpointError(
+                f"checkpoint {directory}: {name} is stored as {_describe(stored_by_name[name])}, "
+                f"expected {_describe(leaf)} (shape, dtype): it was written by a different "
+                "configuration"
+            )
+    target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+    try:
+        return checkpointer.restore(directory, target)
+    except Exception as e:
+        raise CheckpointError(
+            f"could not read checkpoint {directory} ({type(e).__name__}: {str(e)[:200]}); "
+            "it may be truncated or corrupt: delete it and rerun"
+        ) from e
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Writes JSON atomically: a reader sees the old file or the new one, never a part."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Reads a JSON file written by :func:`write_json`, with a clear error if it is damaged."""
+    path = pathlib.Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is corrupt ({e}); delete it and rerun") from e
+
+
+def quiet_orbax() -> None:
+    """Orbax logs every save at INFO through absl; keep the user's terminal readable."""
+    logging.getLogger("absl").setLevel(logging.WARNING)
