@@ -1,0 +1,70 @@
+"""The losses of latent AWAC, one small function per line of SPEC.md section 4.
+
+Everything here is array math on already computed Q-values and actions; the networks, the
+sampling and the frozen decoder are wired together in `lfjax.agent.train`.
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def td_target(
+    rewards: jnp.ndarray,
+    terminals: jnp.ndarray,
+    next_q: jnp.ndarray,
+    gamma: float,
+) -> jnp.ndarray:
+    """y = r + gamma (1 - d) min(Q1', Q2')(s', a'): rewards, terminals [B], next_q [C, B] -> [B].
+
+    `next_q` holds the target critics at (s', decode(z', s')) with z' ~ pi(s'); the target is a
+    constant for the critic step, so no gradient flows through it.
+    """
+    chex.assert_rank([rewards, terminals, next_q], [1, 1, 2])
+    chex.assert_equal_shape([rewards, terminals, next_q[0]])
+    y = rewards + gamma * (1.0 - terminals) * jnp.min(next_q, axis=0)
+    return jax.lax.stop_gradient(y)
+
+
+def critic_loss(q: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
+    """MSE(Q1(s,a), y) + MSE(Q2(s,a), y): q [C, B], target [B] -> scalar.
+
+    A sum over critics of per-critic means, as the official code adds two mse_loss values.
+    """
+    chex.assert_rank([q, target], [2, 1])
+    chex.assert_equal_shape([q[0], target])
+    return jnp.sum(jnp.mean(jnp.square(q - target[None]), axis=1))
+
+
+def advantage_weights(
+    q: jnp.ndarray,
+    v: jnp.ndarray,
+    awac_lambda: float,
+    weight_clip: float,
+) -> jnp.ndarray:
+    """w = min(exp((q - v) / lambda), clip), no gradient: q = min Q(s, a), v = min Q(s, a_pi), both [B] -> [B].
+
+    The clip applies to the exponential (as torch.clamp_max does), so exp may overflow to inf
+    before it and still give a finite, clipped weight.
+    """
+    chex.assert_rank([q, v], 1)
+    chex.assert_equal_shape([q, v])
+    w = jnp.minimum(jnp.exp((q - v) / awac_lambda), weight_clip)
+    return jax.lax.stop_gradient(w)
+
+
+def actor_loss(
+    weights: jnp.ndarray,
+    policy_actions: jnp.ndarray,
+    actions: jnp.ndarray,
+) -> jnp.ndarray:
+    """mean(w * |decode(z, s) - a|): weights [B], policy_actions and actions [B, A] -> scalar.
+
+    An L1 regression in action space, weighted by the advantage. The mean runs over batch and
+    action dimensions together, as torch's l1_loss(reduction='none') times w[:, None] then
+    .mean() does; `policy_actions` carry the gradient back through the frozen decoder.
+    """
+    chex.assert_rank([weights, policy_actions, actions], [1, 2, 2])
+    chex.assert_equal_shape([policy_actions, actions])
+    chex.assert_equal_shape_prefix([weights, actions], 1)
+    return jnp.mean(weights[:, None] * jnp.abs(policy_actions - actions))

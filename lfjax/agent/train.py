@@ -1,0 +1,244 @@
+"""Latent AWAC training: a pure update step, scanned in chunks, vmapped over seeds.
+
+Shapes: N seeds, B batch, S state dim, A action dim, L latent dim (A padded to even).
+Every array in a `TrainState` and in the frozen flow parameters carries a leading seed axis
+[N, ...] when it goes through `make_train`; the dataset has none and is shared by all seeds.
+"""
+
+import functools
+from typing import Any, Callable, Protocol
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from lfjax.agent import losses
+from lfjax.agent.config import AWACConfig
+from lfjax.agent.networks import TanhGaussianActor, TwinCritic, sample_latents
+
+
+class LatentDecoder(Protocol):
+    """What the agent needs from a flow (satisfied by `lfjax.flows.make_flow(...)`)."""
+
+    action_dim: int
+    latent_dim: int
+
+    def decode(self, params: Any, latents: jax.Array, states: jax.Array) -> jax.Array:
+        """latents [B, L], normalized states [B, S] -> actions [B, A]."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything one seed's training carries from update to update.
+
+    critic_params and target_critic_params hold both critics with a leading axis of 2.
+    """
+
+    actor_params: Any
+    critic_params: Any
+    target_critic_params: Any
+    actor_opt_state: Any
+    critic_opt_state: Any
+    rng: jax.Array
+    step: jax.Array
+
+
+def _networks(config: AWACConfig, flow: LatentDecoder) -> tuple[TanhGaussianActor, TwinCritic]:
+    actor = TanhGaussianActor(
+        latent_dim=flow.latent_dim,
+        hidden_dims=config.hidden_dims,
+        log_std_min=config.log_std_min,
+        log_std_max=config.log_std_max,
+    )
+    return actor, TwinCritic(hidden_dims=config.hidden_dims)
+
+
+def _optimizers(config: AWACConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    return optax.adam(config.actor_lr), optax.adam(config.critic_lr)
+
+
+def make_init(config: AWACConfig, flow: LatentDecoder, obs_dim: int) -> Callable[[jax.Array], TrainState]:
+    """Returns init(key) -> TrainState for one seed; `jax.vmap(init)(keys [N])` gives N seeds."""
+    actor, critic = _networks(config, flow)
+    actor_opt, critic_opt = _optimizers(config)
+
+    def init(key: jax.Array) -> TrainState:
+        actor_key, critic_key, rng = jax.random.split(key, 3)
+        obs = jnp.zeros((1, obs_dim), jnp.float32)
+        actions = jnp.zeros((1, flow.action_dim), jnp.float32)
+        actor_params = actor.init(actor_key, obs)
+        critic_params = critic.init(critic_key, obs, actions)
+        return TrainState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=critic_params,
+            actor_opt_state=actor_opt.init(actor_params),
+            critic_opt_state=critic_opt.init(critic_params),
+            rng=rng,
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    return init
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def make_update_step(
+    config: AWACConfig, flow: LatentDecoder
+) -> Callable[[TrainState, Any, Any, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
+    """Returns update_step(state, flow_params, dataset, key) -> (state, metrics) for one seed.
+
+    flow_params: the frozen flow's parameters (`flow.freeze(params)`); never differentiated.
+    dataset: transitions with fields observations [M, S], actions [M, A], rewards [M],
+        next_observations [M, S], terminals [M] (normalized states, float32).
+    key: randomness of this update (batch indices and the three policy samples).
+    metrics: scalars critic_loss, actor_loss, q_mean, weight_mean, weight_clipped_frac, finite.
+    """
+    actor, critic = _networks(config, flow)
+    actor_opt, critic_opt = _optimizers(config)
+
+    def update_step(state, flow_params, dataset, key):
+        flow_params = jax.lax.stop_gradient(flow_params)
+        batch_key, sample_key, actor_key = jax.random.split(key, 3)
+
+        idx = jax.random.randint(batch_key, (config.batch_size,), 0, dataset.rewards.shape[0])
+        obs = dataset.observations[idx]
+        actions = dataset.actions[idx]
+        rewards = dataset.rewards[idx]
+        next_obs = dataset.next_observations[idx]
+        terminals = dataset.terminals[idx]
+        chex.assert_rank([obs, actions, rewards, next_obs, terminals], [2, 2, 1, 2, 1])
+
+        # The target's z' ~ pi(s') and the value baseline's z_pi ~ pi(s) need no gradient and
+        # come from the actor before this update, so they share one actor call and one batched
+        # decode. (Pairing the two samples at s instead would push the no-gradient half through
+        # the decoder's backward pass as well: see BUILD_NOTES.md.)
+        both_obs = jnp.concatenate([next_obs, obs], axis=0)
+        mean, log_std = actor.apply(state.actor_params, both_obs)
+        both_latents = sample_latents(mean, log_std, sample_key)
+        both_actions = jax.lax.stop_gradient(flow.decode(flow_params, both_latents, both_obs))
+        next_pi_actions, pi_actions = jnp.split(both_actions, 2, axis=0)
+
+        # Critic step.
+        next_q = critic.apply(state.target_critic_params, next_obs, next_pi_actions)
+        target = losses.td_target(rewards, terminals, next_q, config.gamma)
+
+        def critic_loss_fn(critic_params):
+            q = critic.apply(critic_params, obs, actions)
+            return losses.critic_loss(q, target), q
+
+        (critic_loss, q_data), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
+            state.critic_params
+        )
+        critic_updates, critic_opt_state = critic_opt.update(critic_grads, state.critic_opt_state)
+        critic_params = optax.apply_updates(state.critic_params, critic_updates)
+
+        # Actor step, weighted by the critics just updated.
+        q = jnp.min(critic.apply(critic_params, obs, actions), axis=0)
+        v = jnp.min(critic.apply(critic_params, obs, pi_actions), axis=0)
+        weights = losses.advantage_weights(q, v, config.awac_lambda, config.weight_clip)
+
+        def actor_loss_fn(actor_params):
+            mean, log_std = actor.apply(actor_params, obs)
+            latents = sample_latents(mean, log_std, actor_key)
+            policy_actions = flow.decode(flow_params, latents, obs)
+            return losses.actor_loss(weights, policy_actions, actions)
+
+        actor_loss, actor_grads = jax.value_and_grad(actor_loss_fn)(state.actor_params)
+        actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)
+        actor_params = optax.apply_updates(state.actor_params, actor_updates)
+
+        target_critic_params = optax.incremental_update(
+            critic_params, state.target_critic_params, config.tau
+        )
+
+        new_state = state.replace(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=target_critic_params,
+            actor_opt_state=actor_opt_state,
+            critic_opt_state=critic_opt_state,
+            step=state.step + 1,
+        )
+        finite = (
+            jnp.isfinite(critic_loss)
+            & jnp.isfinite(actor_loss)
+            & _all_finite((actor_params, critic_params))
+        )
+        metrics = {
+            "critic_loss": critic_loss,
+            "actor_loss": actor_loss,
+            "q_mean": jnp.mean(q_data),
+            "weight_mean": jnp.mean(weights),
+            "weight_clipped_frac": jnp.mean(weights >= config.weight_clip),
+            "finite": finite,
+        }
+        return new_state, metrics
+
+    return update_step
+
+
+def make_train(
+    config: AWACConfig, dataset: Any, flow: LatentDecoder
+) -> Callable[[TrainState, Any, int], tuple[TrainState, dict[str, jax.Array]]]:
+    """Returns train_chunk(states [N], flow_params [N], num_updates) -> (states [N], metrics).
+
+    Each call runs `num_updates` updates per seed inside one jitted `lax.scan`, all seeds at
+    once (vmap over the leading axis of states and flow_params). The dataset is passed to the
+    compiled function as an argument shared by all seeds (vmap in_axes=None): it is neither
+    baked into the program as a constant nor copied per seed. A new `num_updates` compiles anew.
+
+    metrics: dict of arrays [N, num_updates], one entry per update (see `make_update_step`).
+    Each seed's randomness continues from its state's rng, so two chunks of k updates equal
+    the same calls again; a chunk of 2k draws different keys than two chunks of k.
+    """
+    update_step = make_update_step(config, flow)
+
+    def run_chunk(state, flow_params, dataset, num_updates):
+        rng, chunk_key = jax.random.split(state.rng)
+        keys = jax.random.split(chunk_key, num_updates)
+
+        def body(state, key):
+            return update_step(state, flow_params, dataset, key)
+
+        state, metrics = jax.lax.scan(body, state.replace(rng=rng), keys)
+        return state, metrics
+
+    @functools.partial(jax.jit, static_argnames="num_updates")
+    def run_seeds(states, flow_params, dataset, num_updates):
+        chunk = functools.partial(run_chunk, num_updates=num_updates)
+        return jax.vmap(chunk, in_axes=(0, 0, None))(states, flow_params, dataset)
+
+    def train_chunk(states: TrainState, flow_params: Any, num_updates: int):
+        return run_seeds(states, flow_params, dataset, num_updates)
+
+    return train_chunk
+
+
+def make_act(
+    config: AWACConfig, flow: LatentDecoder, deterministic: bool = False
+) -> Callable[[Any, Any, jax.Array, jax.Array], jax.Array]:
+    """Returns act(actor_params, flow_params, observations [B, S], key) -> actions [B, A].
+
+    Samples z ~ pi(s) (the official code acts with a sample at evaluation too), decodes it
+    through the frozen flow and clips to [-1, 1]. deterministic=True uses z = tanh(mean)
+    instead. One seed per call; vmap it for many (as `lfjax.evaluation.evaluate` does).
+    """
+    actor, _ = _networks(config, flow)
+
+    def act(actor_params, flow_params, observations, key):
+        chex.assert_rank(observations, 2)
+        mean, log_std = actor.apply(actor_params, observations)
+        if deterministic:
+            latents = jnp.tanh(mean)
+        else:
+            latents = sample_latents(mean, log_std, key)
+        actions = flow.decode(flow_params, latents, observations)
+        return jnp.clip(actions, -1.0, 1.0)
+
+    return act

@@ -1,0 +1,99 @@
+"""Batched policy evaluation in the real environment, and D4RL-normalized scores.
+
+All seeds x episodes run side by side: one environment copy per (seed, episode), one jitted
+policy call per environment step for all of them, each episode counted exactly once.
+"""
+
+import functools
+from typing import Any, Callable
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ActFn = Callable[[Any, Any, jax.Array, jax.Array], jax.Array]
+
+
+@functools.lru_cache(maxsize=16)
+def _batched_act(act_fn: ActFn) -> Callable:
+    # Cached per act_fn so that repeated evaluations between training chunks reuse one compiled
+    # program instead of tracing a fresh vmap wrapper each time.
+    return jax.jit(jax.vmap(act_fn, in_axes=(0, 0, 0, 0)))
+
+
+def _mean_std(state_stats: Any) -> tuple[np.ndarray, np.ndarray]:
+    if hasattr(state_stats, "mean") and hasattr(state_stats, "std"):
+        mean, std = state_stats.mean, state_stats.std
+    else:
+        mean, std = state_stats
+    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+
+def evaluate(
+    act_fn: ActFn,
+    agent_params: Any,
+    flow_params: Any,
+    state_stats: Any,
+    make_env: Callable[[int], gymnasium.Env],
+    num_episodes: int = 10,
+    seed: int = 0,
+    max_episode_steps: int | None = None,
+) -> np.ndarray:
+    """Undiscounted returns of every seed's policy: -> [N, num_episodes] float64.
+
+    Args:
+        act_fn: act(actor_params, flow_params, normalized_obs [B, S], key) -> actions [B, A]
+            for one seed (e.g. `lfjax.agent.make_act(...)`); vmapped here over seeds. Keep the
+            same function object across calls to reuse its compiled program.
+        agent_params: the actors' parameters, leading seed axis [N, ...].
+        flow_params: the frozen flows' parameters, leading seed axis [N, ...].
+        state_stats: the dataset's state statistics, an object with `.mean` and `.std` [S] or a
+            (mean, std) pair; observations are normalized as (obs - mean) / std.
+        make_env: make_env(i) -> a fresh environment with flat Box observations [S] and actions
+            [A], ending its episodes by termination or truncation (e.g. a TimeLimit).
+            Called N * num_episodes times; copy i = seed_index * num_episodes + episode.
+        num_episodes: episodes per seed.
+        seed: copy i is reset with seed + i; the policies' noise is drawn from PRNGKey(seed).
+        max_episode_steps: optional extra cap on episode length (truncation).
+    """
+    num_seeds = jax.tree.leaves(agent_params)[0].shape[0]
+    num_envs = num_seeds * num_episodes
+    mean, std = _mean_std(state_stats)
+    batched_act = _batched_act(act_fn)
+
+    envs = [make_env(i) for i in range(num_envs)]
+    try:
+        obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+        obs = obs.astype(np.float32)
+        returns = np.zeros(num_envs, np.float64)
+        lengths = np.zeros(num_envs, np.int64)
+        done = np.zeros(num_envs, bool)
+        key = jax.random.PRNGKey(seed)
+        while not done.all():
+            key, step_key = jax.random.split(key)
+            norm_obs = ((obs - mean) / std).reshape(num_seeds, num_episodes, -1)
+            # Finished copies still ride along in the batch (fixed shapes: one compiled call),
+            # but are never stepped again, so no autoreset episode is counted.
+            actions = batched_act(
+                agent_params, flow_params, jnp.asarray(norm_obs), jax.random.split(step_key, num_seeds)
+            )
+            actions = np.asarray(actions).reshape(num_envs, -1)
+            for i in np.flatnonzero(~done):
+                next_obs, reward, terminated, truncated, _ = envs[i].step(actions[i])
+                obs[i] = next_obs
+                returns[i] += float(reward)
+                lengths[i] += 1
+                capped = max_episode_steps is not None and lengths[i] >= max_episode_steps
+                done[i] = terminated or truncated or capped
+    finally:
+        for env in envs:
+            env.close()
+    return returns.reshape(num_seeds, num_episodes)
+
+
+def normalized_score(returns: Any, ref_min_score: float, ref_max_score: float) -> Any:
+    """D4RL score 100 * (return - random) / (expert - random); any array shape, same shape out."""
+    if ref_max_score == ref_min_score:
+        raise ValueError("reference returns must differ")
+    return 100.0 * (np.asarray(returns) - ref_min_score) / (ref_max_score - ref_min_score)

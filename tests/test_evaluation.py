@@ -1,0 +1,103 @@
+"""Batched evaluation: per-seed routing, one episode per copy, normalization, scores."""
+
+import gymnasium
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from lfjax.evaluation import evaluate, normalized_score
+
+
+class CountdownEnv(gymnasium.Env):
+    """Reward = first action component; terminates after `length` steps; counts its steps."""
+
+    def __init__(self, length):
+        self.length = length
+        self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.steps_taken = 0
+        self.resets = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.resets += 1
+        return np.array([0.0, self.length], np.float32), {}
+
+    def step(self, action):
+        assert self.t < self.length, "stepped after the episode ended"
+        self.t += 1
+        self.steps_taken += 1
+        obs = np.array([self.t, self.length], np.float32)
+        return obs, float(action[0]), self.t == self.length, False, {}
+
+
+def constant_act(agent_params, flow_params, obs, key):
+    # One seed: its scalar "policy" times its scalar "flow".
+    return jnp.clip(jnp.full((obs.shape[0], 1), agent_params * flow_params), -1.0, 1.0)
+
+
+def test_each_seed_gets_its_own_policy_and_each_episode_counts_once():
+    made = []
+
+    def make_env(i):
+        made.append(CountdownEnv(length=2 + i % 4))  # copies end at different steps
+        return made[-1]
+
+    agent = jnp.array([0.5, -0.25, 1.0])
+    flow = jnp.array([1.0, 1.0, 0.5])
+    returns = evaluate(constant_act, agent, flow, (np.zeros(2), np.ones(2)), make_env, num_episodes=5)
+    assert returns.shape == (3, 5)
+    lengths = np.array([2 + i % 4 for i in range(15)]).reshape(3, 5)
+    np.testing.assert_allclose(returns, np.array([0.5, -0.25, 0.5])[:, None] * lengths)
+    assert [env.steps_taken for env in made] == lengths.reshape(-1).tolist()
+    assert all(env.resets == 1 for env in made)
+
+
+def test_observations_are_normalized_with_the_dataset_stats():
+    def obs_act(agent_params, flow_params, obs, key):
+        return jnp.clip(obs[:, :1], -1.0, 1.0)  # acts with the normalized time step
+
+    mean, std = np.array([1.0, 0.0]), np.array([4.0, 1.0])
+    returns = evaluate(
+        obs_act, jnp.zeros(1), jnp.zeros(1), (mean, std), lambda i: CountdownEnv(3), num_episodes=2
+    )
+    # Observed t = 0, 1, 2 -> (t - 1) / 4 = -0.25, 0, 0.25.
+    np.testing.assert_allclose(returns, np.zeros((1, 2)), atol=1e-7)
+    returns = evaluate(
+        obs_act, jnp.zeros(1), jnp.zeros(1), (np.zeros(2), std), lambda i: CountdownEnv(3), num_episodes=2
+    )
+    np.testing.assert_allclose(returns, np.full((1, 2), 0.75))
+
+
+def test_truncation_by_time_limit_and_real_env():
+    def make_env(i):
+        return gymnasium.make("Pendulum-v1", max_episode_steps=7)
+
+    returns = evaluate(constant_act, jnp.array([0.0, 1.0]), jnp.array([1.0, 1.0]),
+                       (np.zeros(3), np.ones(3)), make_env, num_episodes=2, seed=3)
+    assert returns.shape == (2, 2) and np.all(np.isfinite(returns)) and np.all(returns < 0)
+    again = evaluate(constant_act, jnp.array([0.0, 1.0]), jnp.array([1.0, 1.0]),
+                     (np.zeros(3), np.ones(3)), make_env, num_episodes=2, seed=3)
+    np.testing.assert_array_equal(returns, again)  # env resets seeded: reproducible
+
+
+def test_max_episode_steps_caps_endless_episodes():
+    made = []
+
+    def make_env(i):
+        made.append(CountdownEnv(length=10**9))
+        return made[-1]
+
+    returns = evaluate(constant_act, jnp.ones(2), jnp.ones(2), (np.zeros(2), np.ones(2)),
+                       make_env, num_episodes=1, max_episode_steps=4)
+    np.testing.assert_allclose(returns, np.full((2, 1), 4.0))
+    assert [env.steps_taken for env in made] == [4, 4]
+
+
+def test_normalized_score():
+    np.testing.assert_allclose(normalized_score(161.86, 23.85, 161.86), 100.0)
+    np.testing.assert_allclose(normalized_score(np.array([23.85, 92.855]), 23.85, 161.86), [0.0, 50.0])
+    with pytest.raises(ValueError):
+        normalized_score(1.0, 2.0, 2.0)
