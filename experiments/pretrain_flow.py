@@ -124,18 +124,29 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_seeds", 1, "Flows trained at once (vmapped).")
     flags.DEFINE_integer("seed", 0, "Base random seed.")
     flags.DEFINE_string("preset", "paper", "paper: SPEC.md settings; quick: minutes on a CPU.")
-    flags.DEFINE_integer("flow_epochs", None, "Override the number of epochs.")
+    flags.DEFINE_integer("flow_epochs", None, "Override the number of epochs (default: per dataset).")
     flags.DEFINE_integer("flow_batch_size", None, "Override the batch size (paper: 1024).")
     flags.DEFINE_integer("flow_blocks", None, "Override the number of flow blocks (paper: 12).")
-    flags.DEFINE_string("workdir", None, "Where to save the flow (default runs/<env>).")
+    flags.DEFINE_string("workdir", None, "The flow goes to <workdir>/flow (default runs/<env>-flow).")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
 def main(argv) -> int:
-    del argv
-    from experiments.cli import fail, run_flow_stage  # the shared pipeline stage
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}; flags look like --env=maze2d-umaze", file=sys.stderr)
+        return 2
+    import pathlib
+
+    from experiments import pipeline
+    from lfjax.checkpointing import quiet_orbax
+
+    quiet_orbax()
+    from lfjax import data
+    from lfjax.config import RunConfig
 
     try:
-        config = config_from_flags(
+        data.get_env_spec(FLAGS.env)
+        flow = config_from_flags(
             FLAGS.preset,
             {
                 "num_epochs": FLAGS.flow_epochs,
@@ -143,17 +154,14 @@ def main(argv) -> int:
                 "num_blocks": FLAGS.flow_blocks,
             },
         )
+        config = RunConfig(env=FLAGS.env, flow=flow, num_seeds=FLAGS.num_seeds, seed=FLAGS.seed)
         config.validate()
-    except ValueError as e:
-        return fail(str(e))
-    return run_flow_stage(
-        env=FLAGS.env,
-        config=config,
-        num_seeds=FLAGS.num_seeds,
-        seed=FLAGS.seed,
-        workdir=FLAGS.workdir,
-        reuse=False,
-    )
+        loaded = pipeline.prepare_dataset(FLAGS.env, generate_if_missing=False)
+        workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-flow")
+        pipeline.flow_stage(config, loaded, workdir / "flow", progress=FLAGS.progress)
+    except (ValueError, pipeline.UserError) as e:
+        return pipeline.fail(str(e))
+    return 0
 
 
 if __name__ == "__main__":

@@ -116,5 +116,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def quiet_orbax() -> None:
-    """Orbax logs every save at INFO through absl; keep the user's terminal readable."""
+    """Orbax logs every save and restore at INFO through absl; keep the terminal readable."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger("absl").setLevel(logging.WARNING)

@@ -1,0 +1,150 @@
+"""The whole CNF pipeline for many seeds at once:
+
+    python -m experiments.run --env=maze2d-umaze --preset=quick
+
+dataset (generated if missing) -> flow pretraining (or reuse) -> latent AWAC with
+evaluation and checkpoints -> results.json, curve.csv, curve.png in --workdir.
+"""
+
+import dataclasses
+import pathlib
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("env", None, "Dataset / environment name, e.g. maze2d-umaze.")
+flags.DEFINE_string("preset", "paper", "paper: SPEC.md settings (hours on a CPU); quick: minutes on a CPU.")
+flags.DEFINE_integer("num_seeds", None, "Seeds trained at once (paper and quick: 3).")
+flags.DEFINE_integer("seed", None, "Base seed; seeds are seed, seed+1, ... (default 0).")
+flags.DEFINE_string("workdir", None, "Output directory (default runs/<env>-<preset>).")
+flags.DEFINE_string("flow_dir", None, "Pretrained flow to reuse or create (default <workdir>/flow).")
+flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
+flags.DEFINE_bool("progress", True, "Show progress bars.")
+# Overrides of the main hyperparameters (None: the preset's value).
+flags.DEFINE_integer("num_updates", None, "AWAC updates per seed.")
+flags.DEFINE_integer("eval_every", None, "Updates between evaluations and checkpoints.")
+flags.DEFINE_integer("eval_episodes", None, "Evaluation episodes per seed.")
+flags.DEFINE_integer("batch_size", None, "AWAC batch size.")
+flags.DEFINE_float("awac_lambda", None, "AWAC temperature lambda.")
+flags.DEFINE_float("tau", None, "Target-critic Polyak step.")
+flags.DEFINE_float("actor_lr", None, "Actor learning rate.")
+flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
+flags.DEFINE_integer("flow_epochs", None, "Flow-pretraining epochs (default: per dataset).")
+flags.DEFINE_integer("flow_batch_size", None, "Flow-pretraining batch size.")
+flags.DEFINE_integer("flow_blocks", None, "Flow blocks.")
+
+AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr")
+FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flow_blocks": "num_blocks"}
+RUN_FLAGS = ("num_updates", "eval_every", "eval_episodes", "num_seeds", "seed")
+
+
+def build_config():
+    """RunConfig from --preset and the overrides; ValueError on anything invalid."""
+    from lfjax.config import PRESETS
+
+    if FLAGS.preset not in PRESETS:
+        raise ValueError(f"unknown --preset={FLAGS.preset!r}; choose one of: {', '.join(PRESETS)}")
+    config = PRESETS[FLAGS.preset](FLAGS.env)
+    agent = dataclasses.replace(
+        config.agent, **{k: getattr(FLAGS, k) for k in AGENT_FLAGS if getattr(FLAGS, k) is not None}
+    )
+    flow = dataclasses.replace(
+        config.flow, **{v: getattr(FLAGS, k) for k, v in FLOW_FLAGS.items() if getattr(FLAGS, k) is not None}
+    )
+    run = {k: getattr(FLAGS, k) for k in RUN_FLAGS if getattr(FLAGS, k) is not None}
+    config = dataclasses.replace(config, agent=agent, flow=flow, **run)
+    config.validate()
+    return config
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}; flags look like --env=maze2d-umaze", file=sys.stderr)
+        return 2
+    from experiments import pipeline
+    from lfjax.checkpointing import quiet_orbax
+
+    quiet_orbax()
+    from lfjax import data
+    from lfjax.checkpointing import CheckpointError, read_json, write_json
+
+    try:
+        data.get_env_spec(FLAGS.env)
+        config = build_config()
+    except ValueError as e:  # UnknownEnvError is a ValueError
+        return pipeline.fail(str(e))
+    workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-{FLAGS.preset}")
+    try:
+        check_workdir(workdir, config, FLAGS.resume)
+    except pipeline.UserError as e:
+        return pipeline.fail(str(e))
+
+    try:
+        loaded = pipeline.prepare_dataset(config.env, generate_if_missing=True)
+        if config.agent.batch_size > loaded.transitions.actions.shape[0]:
+            raise pipeline.UserError(
+                f"--batch_size={config.agent.batch_size} is larger than the dataset "
+                f"({loaded.transitions.actions.shape[0]} transitions); pass a smaller --batch_size"
+            )
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_json(workdir / "config.json", config.to_dict())
+        flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
+        pretrained = pipeline.flow_stage(config, loaded, flow_dir, progress=FLAGS.progress)
+        base = {
+            "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
+            "versions": pipeline.versions(),
+            "dataset": {
+                **pipeline.dataset_identity(loaded),
+                "ref_min_score": loaded.ref_min_score,
+                "ref_max_score": loaded.ref_max_score,
+            },
+            "flow": {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history") if k in pretrained.info},
+        }
+        results = pipeline.agent_stage(
+            config, loaded, pretrained, workdir,
+            resume=FLAGS.resume, progress=FLAGS.progress, results_base=base,
+        )
+    except (pipeline.UserError, CheckpointError, ValueError) as e:
+        return pipeline.fail(str(e))
+    final = results["final"]
+    print(
+        f"{config.env}: normalized score {final['mean']:.1f} ± {final['std']:.1f} over "
+        f"{config.num_seeds} seeds after {results['updates']} updates "
+        f"(flow BC {results['baselines']['flow BC (z ~ U)']:.1f}, random 0); results in {workdir}"
+    )
+    return 0
+
+
+def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
+    """Refuses to mix runs: a workdir holds one configuration."""
+    from experiments.pipeline import UserError
+    from lfjax.checkpointing import CheckpointError, read_json
+
+    config_path = workdir / "config.json"
+    if not config_path.exists():
+        if resume and workdir.exists() and any(workdir.iterdir()):
+            raise UserError(f"--resume: {workdir} holds no run (no config.json)")
+        return
+    try:
+        saved = read_json(config_path)
+    except CheckpointError as e:
+        raise UserError(str(e)) from e
+    from experiments.pipeline import _jsonable
+
+    current = _jsonable(config.to_dict())
+    if saved != current:
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        raise UserError(
+            f"{workdir} holds a run with a different configuration (differs in: {', '.join(diff)}); "
+            "choose another --workdir, or rerun with the same flags"
+        )
+    if not resume:
+        raise UserError(
+            f"{workdir} already holds this run; pass --resume to continue it, or choose another --workdir"
+        )
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("env")
+    app.run(lambda argv: sys.exit(main(argv)))
