@@ -1,0 +1,53 @@
+"""Datasets: the environment registry, maze2d generation (D4RL's recipe) and loading Minari
+datasets into device memory.
+
+    spec = get_env_spec("maze2d-umaze")           # registry entry, spec.make_eval_env(seed)
+    generate_dataset("maze2d-umaze")              # = python -m experiments.make_dataset ...
+    data = load_dataset("maze2d-umaze")           # data.transitions, data.state_stats, ...
+"""
+
+from lfjax.data.generate import generate_dataset
+from lfjax.data.loading import LoadedDataset, load_dataset, missing_dataset_message
+from lfjax.data.minari_io import (
+    CorruptDatasetError,
+    DatasetError,
+    DatasetExistsError,
+    DatasetMismatchError,
+    MissingDatasetError,
+    datasets_root,
+)
+from lfjax.data.registry import REGISTRY, EnvSpec, UnknownEnvError, env_names, get_env_spec
+from lfjax.data.transitions import (
+    STD_FLOOR,
+    StateStats,
+    Transitions,
+    compute_state_stats,
+    concatenate,
+    normalize_states,
+    split,
+)
+
+__all__ = [
+    "CorruptDatasetError",
+    "DatasetError",
+    "DatasetExistsError",
+    "DatasetMismatchError",
+    "EnvSpec",
+    "LoadedDataset",
+    "MissingDatasetError",
+    "REGISTRY",
+    "STD_FLOOR",
+    "StateStats",
+    "Transitions",
+    "UnknownEnvError",
+    "compute_state_stats",
+    "concatenate",
+    "datasets_root",
+    "env_names",
+    "generate_dataset",
+    "get_env_spec",
+    "load_dataset",
+    "missing_dataset_message",
+    "normalize_states",
+    "split",
+]

@@ -1,0 +1,196 @@
+"""load_dataset: a registry name -> the dataset in device memory, with its reference returns.
+
+Which Minari dataset a name loads:
+- maze2d-<maze>: our generated lfjax/maze2d-<maze>-v0. When it is missing but Minari's own
+  D4RL/pointmaze/<maze>-v2 is in Minari's data path, that one is loaded instead (with a
+  warning); pass minari_id= to pick either explicitly. A Minari pointmaze dataset is made to
+  match our evaluation env: its dict observation is reduced to "observation" (x, y, vx, vy,
+  the same frame as ours) and its rewards are relabeled to our sparse goal reward; its own
+  reference returns belong to gymnasium-robotics' task, so the registry's (ours) are used.
+- <env>-medium: mujoco/<env>/medium-v0; <env>-medium-expert: mujoco/<env>/medium-v0 followed by
+  mujoco/<env>/expert-v0 (D4RL's medium-expert is that concatenation);
+  <env>-medium-replay: lfjax/<env>-medium-replay-v0, which the user provides (Minari
+  publishes no medium-replay).
+Reference returns: the dataset's ref_min_score / ref_max_score when present, else the registry's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import numpy as np
+
+from lfjax.data import minari_io
+from lfjax.data.minari_io import CorruptDatasetError, DatasetMismatchError, MissingDatasetError
+from lfjax.data.registry import EnvSpec, get_env_spec
+from lfjax.data.transitions import StateStats, Transitions, compute_state_stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset ready for training.
+
+    Attributes:
+        transitions: raw (unnormalized) float32 device arrays, N rows.
+        state_stats: mean / std [S] of transitions.observations (compute_state_stats).
+        spec: the registry entry; spec.make_eval_env builds the matching evaluation env.
+        minari_id: what was loaded ("a + b" for a concatenation).
+        ref_min_score, ref_max_score: reference returns for the normalized score.
+        metadata: our generation settings for a generated maze2d dataset, else {}.
+    """
+
+    transitions: Transitions
+    state_stats: StateStats
+    spec: EnvSpec
+    minari_id: str
+    ref_min_score: float
+    ref_max_score: float
+    metadata: dict[str, Any]
+
+    def normalized_score(self, returns):
+        """D4RL normalized score: 100 (return - ref_min) / (ref_max - ref_min), elementwise."""
+        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (
+            self.ref_max_score - self.ref_min_score
+        )
+
+
+def d4rl_pointmaze_id(maze: str) -> str:
+    """Minari's own D4RL pointmaze dataset id for a maze."""
+    return f"D4RL/pointmaze/{maze}-v2"
+
+
+def load_dataset(env_name: str, minari_id: str | None = None) -> LoadedDataset:
+    """env_name (a registry name) -> LoadedDataset in device memory (module docstring says
+    which Minari dataset). minari_id overrides the choice (one id; any Minari dataset whose
+    shapes fit the env).
+
+    Raises UnknownEnvError, MissingDatasetError (the message says how to create or obtain
+    the dataset, and where Minari looks), CorruptDatasetError, DatasetMismatchError.
+    """
+    spec = get_env_spec(env_name)
+    if minari_id is not None:
+        ids: tuple[str, ...] = (minari_id,)
+    else:
+        ids = spec.minari_ids
+        if spec.is_maze and not minari_io.dataset_exists(ids[0]):
+            fallback = d4rl_pointmaze_id(spec.maze)
+            if minari_io.dataset_exists(fallback):
+                log.warning(
+                    "%s not found; loading Minari's %s instead (relabeled to our goal reward). "
+                    "Generate ours with: %s", ids[0], fallback, spec.generated_by,
+                )
+                ids = (fallback,)
+    missing = [i for i in ids if not minari_io.dataset_exists(i)]
+    if missing:
+        raise MissingDatasetError(missing_dataset_message(spec, missing))
+
+    parts, metadatas, relabeled = [], [], False
+    for i in ids:
+        arrays, metadata, was_relabeled = _read_one(spec, i)
+        parts.append(arrays)
+        metadatas.append(metadata)
+        relabeled |= was_relabeled
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    for what, dim, expected in (
+        ("observation", arrays["observations"].shape[1], spec.obs_dim),
+        ("action", arrays["actions"].shape[1], spec.action_dim),
+    ):
+        if dim != expected:
+            raise DatasetMismatchError(
+                f"{' + '.join(ids)} has {what} size {dim} but {env_name} needs {expected}"
+            )
+    transitions = Transitions.from_numpy(
+        observations=arrays["observations"],
+        actions=arrays["actions"],
+        rewards=arrays["rewards"],
+        next_observations=arrays["next_observations"],
+        terminals=arrays["terminals"],  # Truncations (timeouts) are deliberately not terminals.
+    )
+    ref_min, ref_max = _reference_scores(spec, metadatas[0], relabeled)
+    return LoadedDataset(
+        transitions=transitions,
+        state_stats=compute_state_stats(transitions.observations),
+        spec=spec,
+        minari_id=" + ".join(ids),
+        ref_min_score=ref_min,
+        ref_max_score=ref_max,
+        metadata=dict(metadatas[0].get("lfjax", {})),
+    )
+
+
+def _read_one(
+    spec: EnvSpec, minari_id: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any], bool]:
+    """One Minari dataset -> (arrays, metadata, whether its rewards were relabeled)."""
+    metadata = minari_io.read_metadata(minari_id)
+    ours = metadata.get("lfjax")
+    if ours is not None:
+        if not ours.get("complete"):
+            raise CorruptDatasetError(
+                f"{minari_id} at {minari_io.dataset_dir(minari_id)} was left half-written; "
+                f"regenerate it: {spec.generated_by or 'make_dataset'} --overwrite"
+            )
+        if ours.get("env_name") != spec.name:
+            raise DatasetMismatchError(
+                f"{minari_id} was generated for {ours.get('env_name')!r}, not {spec.name!r}"
+            )
+    foreign_maze = spec.is_maze and ours is None
+    key = "observation" if foreign_maze and _has_dict_observation(metadata) else None
+    arrays, metadata = minari_io.read_episodes(minari_id, observation_key=key)
+    arrays.pop("timeouts")
+    if foreign_maze:
+        from lfjax.data import maze2d
+
+        # Same simulator and frame as our env, so only the reward needs to become ours.
+        goal = maze2d.get_layout(spec.maze).goal
+        arrays["rewards"] = maze2d.goal_reward(arrays["next_observations"][:, :2], goal)
+    return arrays, metadata, foreign_maze
+
+
+def _has_dict_observation(metadata: dict[str, Any]) -> bool:
+    return '"type": "Dict"' in str(metadata.get("observation_space", ""))
+
+
+def _reference_scores(
+    spec: EnvSpec, metadata: dict[str, Any], relabeled: bool
+) -> tuple[float, float]:
+    if not relabeled:
+        lo, hi = metadata.get("ref_min_score"), metadata.get("ref_max_score")
+        if lo is not None and hi is not None:
+            return float(lo), float(hi)
+    return spec.ref_min_score, spec.ref_max_score
+
+
+def missing_dataset_message(spec: EnvSpec, missing: list[str]) -> str:
+    """What to run to get spec's dataset, and where Minari looks for it."""
+    root = minari_io.datasets_root()
+    where = (
+        f"Minari looks in {root} (set MINARI_DATASETS_PATH to change it; "
+        f"default ~/.minari/datasets)."
+    )
+    names = ", ".join(missing)
+    if spec.is_maze:
+        return (
+            f"No dataset for {spec.name}: {names} not found. {where}\n"
+            f"Create it with:\n    {spec.generated_by}\n"
+            f"(add --num_steps=N for a smaller one; or call "
+            f"lfjax.data.generate_dataset({spec.name!r})). Minari's own "
+            f"{d4rl_pointmaze_id(spec.maze)} is used instead when it is there."
+        )
+    if spec.kind == "medium-replay":
+        return (
+            f"No dataset for {spec.name}: {names} not found. {where}\n"
+            f"Minari publishes no medium-replay dataset (only simple/medium/expert for the "
+            f"gymnasium v5 envs). Put one there as Minari dataset {names} (e.g. converted from "
+            f"D4RL's {spec.name}-v2 hdf5), or pass minari_id= to load another."
+        )
+    return (
+        f"No dataset for {spec.name}: {names} not found. {where}\n"
+        f"Download it on a machine with internet:\n    minari download {' '.join(missing)}\n"
+        f"and copy it into that directory. It cannot be generated here."
+    )

@@ -1,0 +1,514 @@
+"""maze2d on gymnasium-robotics PointMaze: maze geometry, D4RL's waypoint controller, the
+evaluation environment with the relabeled reward, the collection stream and reference returns.
+
+Coordinates are gymnasium-robotics': cell (row, col) of the layout (outer wall included) has its
+centre at x = col + 0.5 - width / 2, y = height / 2 - (row + 0.5) (maze_size_scaling = 1), so x grows
+with the column and y shrinks as the row grows. D4RL's own maze2d used x = row, y = col.
+
+What deliberately differs from gymnasium-robotics' PointMaze task (SPEC.md 6):
+- the goal is the exact centre of the evaluation goal cell (PointMaze adds ±0.25 noise to it);
+- the reward is 1.0 when the position is within GOAL_RADIUS = 0.5 of it, as D4RL (PointMaze: 0.45);
+- starts are drawn uniformly over all free cells, the goal cell included, with ±0.1 position noise
+  and N(0, 0.1²) velocity, as D4RL's maze2d (PointMaze: ±0.25 and never the goal cell).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import os
+from typing import Any, Callable, Iterator, Sequence
+
+import gymnasium
+import mujoco
+import numpy as np
+from gymnasium import spaces
+from gymnasium_robotics.envs.maze import maps
+from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv
+
+Cell = tuple[int, int]
+
+GOAL_RADIUS = 0.5  # D4RL's sparse radius; gymnasium-robotics' PointMaze uses 0.45.
+P_GAIN = 10.0
+D_GAIN = -1.0
+SWITCH_RADIUS = 0.1  # D4RL's solve_thresh: next waypoint (and "goal reached") within this.
+ACTION_NOISE_STD = 0.5
+# D4RL offsets intermediate waypoints by -U(0, 0.2) per coordinate; we use a symmetric
+# U(-0.1, 0.1) so the jitter has no preferred direction. The final waypoint is exact.
+WAYPOINT_JITTER = 0.1
+START_POSITION_NOISE = 0.1  # D4RL maze2d reset: ±0.1 (PointMaze: ±0.25).
+START_VELOCITY_STD = 0.1  # D4RL maze2d reset: N(0, 0.1²) velocity.
+# PointEnv clips |qvel| to this before every step.
+MAX_SPEED = 5.0
+# Bump when the stream's recipe changes so that datasets record which one made them.
+RECIPE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class MazeLayout:
+    """One maze: the grid (1 = wall, 0 = free, outer wall included) and its evaluation task.
+
+    Attributes:
+        name: "umaze" | "medium" | "large".
+        grid: rows of the layout, identical to gymnasium-robotics' map (and to D4RL's string).
+        goal_cell: (row, col) of the evaluation goal, D4RL's 'G'.
+        max_episode_steps: evaluation episode length (D4RL: 300 / 600 / 800).
+        d4rl_num_steps: size of D4RL's dataset for this maze (1M / 2M / 4M).
+    """
+
+    name: str
+    grid: tuple[tuple[int, ...], ...]
+    goal_cell: Cell
+    max_episode_steps: int
+    d4rl_num_steps: int
+
+    @property
+    def height(self) -> int:
+        return len(self.grid)
+
+    @property
+    def width(self) -> int:
+        return len(self.grid[0])
+
+    @property
+    def free_cells(self) -> tuple[Cell, ...]:
+        """Free cells in row-major order."""
+        return tuple(
+            (r, c) for r in range(self.height) for c in range(self.width) if self.grid[r][c] == 0
+        )
+
+    @property
+    def goal(self) -> np.ndarray:
+        """[2] (x, y) of the evaluation goal: the exact centre of goal_cell."""
+        return cell_center(self, self.goal_cell)
+
+    @property
+    def gym_id(self) -> str:
+        """The gymnasium id of this maze's evaluation environment (registered below)."""
+        return f"lfjax/maze2d-{self.name}-v0"
+
+
+def _grid(rows: Sequence[Sequence[Any]]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(v) for v in row) for row in rows)
+
+
+MAZES: dict[str, MazeLayout] = {
+    "umaze": MazeLayout("umaze", _grid(maps.U_MAZE), (1, 1), 300, 1_000_000),
+    "medium": MazeLayout("medium", _grid(maps.MEDIUM_MAZE), (6, 6), 600, 2_000_000),
+    "large": MazeLayout("large", _grid(maps.LARGE_MAZE), (7, 9), 800, 4_000_000),
+}
+
+
+def get_layout(maze_name: str) -> MazeLayout:
+    if maze_name not in MAZES:
+        raise ValueError(f"unknown maze {maze_name!r}; known: {', '.join(MAZES)}")
+    return MAZES[maze_name]
+
+
+def cell_center(layout: MazeLayout, cell: Cell) -> np.ndarray:
+    """(row, col) -> [2] (x, y) of the cell's centre."""
+    row, col = cell
+    return np.array([col + 0.5 - layout.width / 2, layout.height / 2 - (row + 0.5)])
+
+
+def position_to_cell(layout: MazeLayout, x: float, y: float) -> Cell:
+    """(x, y) -> (row, col) of the cell containing it, clamped to the grid."""
+    row = math.floor(layout.height / 2 - y)
+    col = math.floor(x + layout.width / 2)
+    return min(max(row, 0), layout.height - 1), min(max(col, 0), layout.width - 1)
+
+
+def goal_reward(positions: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Sparse relabeled reward: positions [..., 2], goal [2] -> [...] float32 in {0, 1}."""
+    distance = np.linalg.norm(np.asarray(positions, np.float64) - goal, axis=-1)
+    return (distance <= GOAL_RADIUS).astype(np.float32)
+
+
+class MazePlanner:
+    """Shortest paths over the free cells of a layout (4-connected moves).
+
+    D4RL runs 50 sweeps of value iteration with discount 0.99 on the cell grid and follows the
+    greedy action; on a grid whose only reward is the goal that is a shortest path, which a
+    breadth-first search from the goal gives exactly. Paths are cached per (start, goal).
+    """
+
+    # Fixed neighbour order so that ties between equally short paths break deterministically.
+    _MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+    def __init__(self, layout: MazeLayout):
+        self.layout = layout
+        self._free = set(layout.free_cells)
+        self._distances: dict[Cell, dict[Cell, int]] = {}
+        self._paths: dict[tuple[Cell, Cell], np.ndarray] = {}
+
+    def _neighbours(self, cell: Cell) -> Iterator[Cell]:
+        for dr, dc in self._MOVES:
+            nxt = (cell[0] + dr, cell[1] + dc)
+            if nxt in self._free:
+                yield nxt
+
+    def distances_to(self, goal: Cell) -> dict[Cell, int]:
+        """Number of moves from every free cell to goal."""
+        if goal not in self._distances:
+            if goal not in self._free:
+                raise ValueError(f"goal cell {goal} is not a free cell of {self.layout.name}")
+            dist = {goal: 0}
+            queue = collections.deque([goal])
+            while queue:
+                cell = queue.popleft()
+                for nxt in self._neighbours(cell):
+                    if nxt not in dist:
+                        dist[nxt] = dist[cell] + 1
+                        queue.append(nxt)
+            self._distances[goal] = dist
+        return self._distances[goal]
+
+    def path_centres(self, start: Cell, goal: Cell) -> np.ndarray:
+        """Cell centres [L, 2] along a shortest path, start excluded and goal included
+        (just the goal when start == goal). A start off the free cells (inside a wall's
+        margin) plans from its nearest free neighbour."""
+        key = (start, goal)
+        if key not in self._paths:
+            dist = self.distances_to(goal)
+            cell = start if start in dist else self._nearest_free(start, dist)
+            cells = [] if cell == start else [cell]
+            while cell != goal:
+                cell = min(self._neighbours(cell), key=lambda c: dist.get(c, math.inf))
+                cells.append(cell)
+            if not cells:
+                cells = [goal]
+            self._paths[key] = np.stack([cell_center(self.layout, c) for c in cells])
+        return self._paths[key]
+
+    def _nearest_free(self, cell: Cell, dist: dict[Cell, int]) -> Cell:
+        return min(dist, key=lambda c: (abs(c[0] - cell[0]) + abs(c[1] - cell[1]), dist[c]))
+
+
+class WaypointController:
+    """D4RL's maze2d waypoint controller: PD control towards the next waypoint of a planned path.
+
+    action = P (waypoint - position) + D velocity with P = 10, D = -1, clipped to [-1, 1]; the
+    waypoint advances once the position is within 0.1 of it; the goal counts as reached within
+    0.1 of the goal cell's centre, after which the controller holds the point there.
+    D4RL also requires the per-step displacement to be under 0.1 to advance; PointEnv clips the
+    speed to 5 with dt = 0.01, so that condition always holds and is left out.
+
+    Works on Python floats: the collection stream calls it a million times.
+    """
+
+    def __init__(
+        self,
+        planner: MazePlanner,
+        waypoint_jitter: float = 0.0,
+        rng: np.random.Generator | None = None,
+    ):
+        self.planner = planner
+        self.waypoint_jitter = waypoint_jitter
+        self._rng = rng if rng is not None else np.random.default_rng(0)
+        self._waypoints: list[tuple[float, float]] = []
+        self._index = 0
+        self.goal_cell: Cell | None = None
+        self._gx = self._gy = 0.0
+
+    def set_goal(self, goal_cell: Cell, x: float, y: float) -> None:
+        """Plans from the cell containing (x, y) to goal_cell."""
+        start = position_to_cell(self.planner.layout, x, y)
+        centres = self.planner.path_centres(start, goal_cell).copy()
+        if self.waypoint_jitter > 0 and len(centres) > 1:
+            jitter = self._rng.uniform(-1.0, 1.0, size=(len(centres) - 1, 2))
+            centres[:-1] += self.waypoint_jitter * jitter
+        self._waypoints = [(float(wx), float(wy)) for wx, wy in centres]
+        self._index = 0
+        self.goal_cell = goal_cell
+        self._gx, self._gy = (float(v) for v in centres[-1])
+
+    def act(self, x: float, y: float, vx: float, vy: float) -> tuple[float, float, bool]:
+        """One control step -> (ax, ay, goal_reached). Unclipped actions."""
+        gx, gy = self._gx, self._gy
+        reached = (x - gx) ** 2 + (y - gy) ** 2 < SWITCH_RADIUS**2
+        if reached:
+            wx, wy = gx, gy
+        else:
+            wx, wy = self._waypoints[self._index]
+            close = (x - wx) ** 2 + (y - wy) ** 2 < SWITCH_RADIUS**2
+            if close and self._index < len(self._waypoints) - 1:
+                self._index += 1
+        return P_GAIN * (wx - x) + D_GAIN * vx, P_GAIN * (wy - y) + D_GAIN * vy, reached
+
+
+def _clip1(v: float) -> float:
+    return -1.0 if v < -1.0 else (1.0 if v > 1.0 else v)
+
+
+class ControllerPolicy:
+    """The noise-free waypoint controller as a policy obs [4] -> action [2] float32, driving
+    to the evaluation goal (the ref_max_score policy). Call reset() at every episode start.
+
+    replan_each_episode=False reproduces D4RL's reference script: its controller replans only
+    when the target changes, which on the fixed evaluation goal means once, so from the second
+    episode on it follows the finished plan's last waypoint (the goal) in a straight line and
+    often stalls against a wall. That is why D4RL's maze2d ref_max_scores are low.
+    """
+
+    def __init__(self, layout: MazeLayout, replan_each_episode: bool = True):
+        self.layout = layout
+        self.replan_each_episode = replan_each_episode
+        self._controller = WaypointController(MazePlanner(layout))
+        self._planned = False
+
+    def reset(self) -> None:
+        if self.replan_each_episode:
+            self._planned = False
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x, y, vx, vy = (float(v) for v in obs[:4])
+        if not self._planned:
+            self._controller.set_goal(self.layout.goal_cell, x, y)
+            self._planned = True
+        ax, ay, _ = self._controller.act(x, y, vx, vy)
+        return np.array([_clip1(ax), _clip1(ay)], np.float32)
+
+
+def _make_point_maze(layout: MazeLayout, render_mode: str | None = None) -> PointMazeEnv:
+    sim = PointMazeEnv(
+        maze_map=[list(row) for row in layout.grid],
+        render_mode=render_mode,
+        continuing_task=True,
+        reset_target=False,
+    )
+    # The model is compiled; the maze XML it leaves in the temp directory is no longer needed.
+    try:
+        os.remove(sim.tmp_xml_file_path)
+    except OSError:
+        pass
+    # Put the red target marker on our exact goal (rendering only).
+    sim.goal = layout.goal.copy()
+    sim.update_target_site_pos()
+    return sim
+
+
+def _physics_step(model: mujoco.MjModel, data: mujoco.MjData, ax: float, ay: float) -> None:
+    """PointEnv.step without its Python overhead: clip the velocity, apply the (already
+    clipped) action, one MuJoCo step. tests/data checks it matches PointEnv.step exactly."""
+    qvel = data.qvel
+    qvel[0] = min(max(qvel[0], -MAX_SPEED), MAX_SPEED)
+    qvel[1] = min(max(qvel[1], -MAX_SPEED), MAX_SPEED)
+    data.ctrl[0] = ax
+    data.ctrl[1] = ay
+    mujoco.mj_step(model, data)
+
+
+def _reset_physics(sim: PointMazeEnv, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+    point = sim.point_env
+    mujoco.mj_resetData(point.model, point.data)
+    point.set_state(np.asarray(qpos, np.float64), np.asarray(qvel, np.float64))
+    return np.concatenate([point.data.qpos, point.data.qvel])
+
+
+class Maze2dEnv(gymnasium.Env):
+    """maze2d evaluation environment: PointMaze physics with D4RL's task (module docstring).
+
+    Observation: Box [4] float64 = (x, y, vx, vy). Action: Box [2] float32 in [-1, 1].
+    Reward: 1.0 when the position after the step is within 0.5 of the evaluation goal-cell
+    centre, else 0.0 (exactly the generated datasets' reward). Never terminates; the
+    registered ids (lfjax/maze2d-<maze>-v0) truncate at the maze's max_episode_steps.
+    reset(options={"start_cell": (row, col)}) picks the start cell.
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 100}
+
+    def __init__(self, maze_name: str = "umaze", render_mode: str | None = None):
+        self.layout = get_layout(maze_name)
+        self.render_mode = render_mode
+        self._sim = _make_point_maze(self.layout, render_mode)
+        self._goal = self.layout.goal
+        self._free_cells = self.layout.free_cells
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float64)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if options.get("start_cell") is not None:
+            start = tuple(int(v) for v in options["start_cell"])
+            if start not in self._free_cells:
+                raise ValueError(f"start_cell {start} is not a free cell of {self.layout.name}")
+        else:
+            start = self._free_cells[int(self.np_random.integers(len(self._free_cells)))]
+        noise = self.np_random.uniform(-START_POSITION_NOISE, START_POSITION_NOISE, size=2)
+        qvel = START_VELOCITY_STD * self.np_random.standard_normal(2)
+        obs = _reset_physics(self._sim, cell_center(self.layout, start) + noise, qvel)
+        return obs, {"success": bool(goal_reward(obs[:2], self._goal) > 0)}
+
+    def step(self, action):
+        obs, _, _, _, _ = self._sim.point_env.step(np.asarray(action, np.float64))
+        reward = float(goal_reward(obs[:2], self._goal))
+        return obs, reward, False, False, {"success": reward > 0}
+
+    def render(self):
+        return self._sim.render()
+
+    def close(self):
+        self._sim.close()
+
+
+for _layout in MAZES.values():
+    if _layout.gym_id not in gymnasium.registry:
+        gymnasium.register(
+            id=_layout.gym_id,
+            entry_point="lfjax.data.maze2d:Maze2dEnv",
+            kwargs={"maze_name": _layout.name},
+            max_episode_steps=_layout.max_episode_steps,
+        )
+
+
+def make_eval_env(maze_name: str, seed: int | None = None) -> gymnasium.Env:
+    """The registered evaluation env, truncated at max_episode_steps; seeded when seed is
+    given (its first reset and its action space), so later unseeded resets are reproducible."""
+    env = gymnasium.make(get_layout(maze_name).gym_id)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    """One continuous collection stream of N steps.
+
+    observations [N+1, 4] float64: observations[t] before action t, observations[t+1] after.
+    actions [N, 2] float32: the applied (noisy, clipped) actions.
+    goals [N+1, 2] float64: the behaviour goal in force when observations[t] was recorded
+        (the controller's goal-cell centre, not the evaluation goal).
+    rewards [N] float32: relabeled to the evaluation goal from observations[t+1].
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    goals: np.ndarray
+    rewards: np.ndarray
+
+
+def collect_stream(
+    maze_name: str,
+    num_steps: int,
+    seed: int = 0,
+    action_noise_std: float = ACTION_NOISE_STD,
+    progress: Callable[[int], None] | None = None,
+) -> Stream:
+    """D4RL's maze2d collection as one continuous stream (SPEC.md 6).
+
+    The point starts in a random free cell; the waypoint controller drives to a random goal
+    cell with N(0, action_noise_std²) noise on every action (then clipped); a new random goal
+    cell is drawn when the goal is reached or after max_episode_steps steps on one goal (as
+    D4RL's generator). The physics is never reset. Deterministic given seed.
+    progress(k) is called with the number of steps done since its last call.
+    """
+    layout = get_layout(maze_name)
+    goal_rng, noise_rng, jitter_rng, start_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    )
+    sim = _make_point_maze(layout)
+    model, data = sim.point_env.model, sim.point_env.data
+    controller = WaypointController(MazePlanner(layout), WAYPOINT_JITTER, jitter_rng)
+    free_cells = layout.free_cells
+    goal_draws = goal_rng.integers(len(free_cells), size=num_steps // 10 + 16).tolist()
+
+    start = free_cells[int(start_rng.integers(len(free_cells)))]
+    noise = start_rng.uniform(-START_POSITION_NOISE, START_POSITION_NOISE, size=2)
+    qvel0 = START_VELOCITY_STD * start_rng.standard_normal(2)
+    obs0 = _reset_physics(sim, cell_center(layout, start) + noise, qvel0)
+
+    observations = np.empty((num_steps + 1, 4), np.float64)
+    actions = np.empty((num_steps, 2), np.float32)
+    goals = np.empty((num_steps + 1, 2), np.float64)
+    observations[0] = obs0
+    qpos, qvel = data.qpos, data.qvel
+    f32 = np.float32
+
+    def next_goal() -> Cell:
+        nonlocal goal_draws
+        if not goal_draws:
+            goal_draws = goal_rng.integers(len(free_cells), size=num_steps // 10 + 16).tolist()
+        return free_cells[goal_draws.pop()]
+
+    controller.set_goal(next_goal(), float(obs0[0]), float(obs0[1]))
+    gx, gy = cell_center(layout, controller.goal_cell)
+    steps_on_goal = 0
+    block = 20_000
+    t = 0
+    while t < num_steps:
+        end = min(t + block, num_steps)
+        noise = (action_noise_std * noise_rng.standard_normal((end - t, 2))).tolist()
+        for i in range(end - t):
+            x, y, vx, vy = qpos[0], qpos[1], qvel[0], qvel[1]
+            ax, ay, reached = controller.act(x, y, vx, vy)
+            nx, ny = noise[i]
+            # Round to float32 first so that the stored action is exactly the applied one.
+            ax = float(f32(_clip1(ax + nx)))
+            ay = float(f32(_clip1(ay + ny)))
+            actions[t + i] = (ax, ay)
+            goals[t + i] = (gx, gy)
+            _physics_step(model, data, ax, ay)
+            observations[t + i + 1] = (qpos[0], qpos[1], qvel[0], qvel[1])
+            steps_on_goal += 1
+            if reached or steps_on_goal >= layout.max_episode_steps:
+                controller.set_goal(next_goal(), qpos[0], qpos[1])
+                gx, gy = cell_center(layout, controller.goal_cell)
+                steps_on_goal = 0
+        if progress is not None:
+            progress(end - t)
+        t = end
+    goals[num_steps] = (gx, gy)
+    sim.close()
+    rewards = goal_reward(observations[1:, :2], layout.goal)
+    return Stream(observations, actions, goals, rewards)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceReturns:
+    """Mean undiscounted returns on the evaluation env.
+
+    random: uniform random actions (ref_min_score). controller: the noise-free waypoint
+    controller, replanned every episode (ref_max_score). controller_d4rl_style: the same
+    controller replanned only once, as D4RL's reference script did (ControllerPolicy), kept
+    for comparison with D4RL-normalized numbers only.
+    """
+
+    random: float
+    controller: float
+    controller_d4rl_style: float
+    num_episodes: int
+    seed: int
+
+
+def reference_returns(maze_name: str, num_episodes: int = 100, seed: int = 0) -> ReferenceReturns:
+    """Random-action policy and noise-free waypoint controller, num_episodes each, on the
+    evaluation env (full max_episode_steps episodes). Deterministic given seed."""
+    layout = get_layout(maze_name)
+
+    def mean_return(policy: Callable[[np.ndarray], np.ndarray], reset: Callable[[], None], s: int):
+        env = make_eval_env(maze_name, seed=s)
+        returns = []
+        for _ in range(num_episodes):
+            obs, _ = env.reset()
+            reset()
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(policy(obs))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        env.close()
+        return float(np.mean(returns))
+
+    # One env seed per policy, so each reference is reproducible on its own.
+    action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    action_space.seed(seed)
+    random_mean = mean_return(lambda _: action_space.sample(), lambda: None, seed)
+    controller = ControllerPolicy(layout)
+    controller_mean = mean_return(controller, controller.reset, seed + 1)
+    stale = ControllerPolicy(layout, replan_each_episode=False)
+    stale_mean = mean_return(stale, stale.reset, seed + 1)
+    return ReferenceReturns(random_mean, controller_mean, stale_mean, num_episodes, seed)

@@ -1,0 +1,188 @@
+import json
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lfjax.data import (
+    STD_FLOOR,
+    CorruptDatasetError,
+    DatasetMismatchError,
+    MissingDatasetError,
+    StateStats,
+    Transitions,
+    compute_state_stats,
+    concatenate,
+    get_env_spec,
+    load_dataset,
+    maze2d,
+    minari_io,
+    normalize_states,
+    split,
+)
+
+from .conftest import SMALL_STEPS
+
+
+@pytest.fixture(scope="module")
+def loaded(small_umaze):
+    return load_dataset("maze2d-umaze")
+
+
+def test_loaded_shapes_dtypes_and_terminals(loaded):
+    t = loaded.transitions
+    assert t.observations.shape == t.next_observations.shape == (SMALL_STEPS, 4)
+    assert t.actions.shape == (SMALL_STEPS, 2)
+    assert t.rewards.shape == t.terminals.shape == (SMALL_STEPS,)
+    for leaf in (t.observations, t.actions, t.rewards, t.next_observations, t.terminals):
+        assert isinstance(leaf, jnp.ndarray) and leaf.dtype == jnp.float32
+    assert float(t.terminals.sum()) == 0.0  # Timeouts are not terminals.
+    np.testing.assert_array_equal(t.next_observations[:-1], t.observations[1:])
+    assert loaded.minari_id == "lfjax/maze2d-umaze-v0"
+    assert loaded.spec == get_env_spec("maze2d-umaze")
+    assert loaded.metadata["num_steps"] == SMALL_STEPS
+
+
+def test_reference_scores_come_from_the_dataset(loaded, small_umaze):
+    metadata = minari_io.read_metadata(small_umaze)
+    assert loaded.ref_min_score == metadata["ref_min_score"]
+    assert loaded.ref_max_score == metadata["ref_max_score"]
+    assert loaded.normalized_score(loaded.ref_max_score) == pytest.approx(100.0)
+
+
+def test_state_stats(loaded):
+    obs = np.asarray(loaded.transitions.observations, np.float64)
+    np.testing.assert_allclose(loaded.state_stats.mean, obs.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(loaded.state_stats.std, obs.std(0, ddof=1), rtol=1e-4)
+    stats = compute_state_stats(jnp.array([[1.0, 5.0], [3.0, 5.0]]))
+    np.testing.assert_allclose(stats.std, [np.sqrt(2.0), STD_FLOOR])  # Constant dim floored.
+    normalized = normalize_states(jnp.array([[3.0, 5.0]]), stats)
+    np.testing.assert_allclose(normalized, [[np.sqrt(2.0) / 2, 0.0]], rtol=1e-6)
+
+
+def test_transitions_take_split_concatenate(loaded):
+    t = loaded.transitions
+    batch = t.take(jnp.array([0, 5, 5]))
+    assert batch.observations.shape == (3, 4)
+    np.testing.assert_array_equal(batch.actions[1], t.actions[5])
+    train, val = split(t, 0.1, seed=0)
+    assert (len(train), len(val)) == (SMALL_STEPS - 300, 300)
+    assert len(concatenate([train, val])) == SMALL_STEPS
+    with pytest.raises(AssertionError):
+        Transitions(t.observations, t.actions, t.rewards[:-1], t.next_observations,
+                    t.terminals).check()
+
+
+def test_missing_maze_dataset_names_the_command(empty_minari_root):
+    with pytest.raises(MissingDatasetError) as info:
+        load_dataset("maze2d-large")
+    assert isinstance(info.value, FileNotFoundError)
+    message = str(info.value)
+    assert "python -m experiments.make_dataset --env=maze2d-large" in message
+    assert str(empty_minari_root) in message
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("halfcheetah-medium", "minari download mujoco/halfcheetah/medium-v0"),
+        ("hopper-medium-expert", "minari download mujoco/hopper/medium-v0 mujoco/hopper/expert-v0"),
+        ("walker2d-medium-replay", "no medium-replay"),
+    ],
+)
+def test_missing_locomotion_dataset_says_how_to_get_it(empty_minari_root, name, expected):
+    with pytest.raises(MissingDatasetError) as info:
+        load_dataset(name)
+    assert expected in str(info.value)
+    assert str(empty_minari_root) in str(info.value)
+
+
+def _copy_dataset(small_umaze, minari_root, destination):
+    shutil.copytree(minari_root / small_umaze, destination / small_umaze)
+
+
+def test_garbled_data_file_is_reported(small_umaze, minari_root, empty_minari_root):
+    _copy_dataset(small_umaze, minari_root, empty_minari_root)
+    data_file = empty_minari_root / small_umaze / "data" / "main_data.hdf5"
+    content = data_file.read_bytes()
+    data_file.write_bytes(content[: len(content) // 2])  # Truncated, as by a full disk.
+    with pytest.raises(CorruptDatasetError, match="cannot be read"):
+        load_dataset("maze2d-umaze")
+
+
+def test_garbled_metadata_is_reported(small_umaze, minari_root, empty_minari_root):
+    _copy_dataset(small_umaze, minari_root, empty_minari_root)
+    (empty_minari_root / small_umaze / "data" / "metadata.json").write_text("{not json")
+    with pytest.raises(CorruptDatasetError):
+        load_dataset("maze2d-umaze")
+
+
+def test_half_written_dataset_is_reported(small_umaze, minari_root, empty_minari_root):
+    _copy_dataset(small_umaze, minari_root, empty_minari_root)
+    path = empty_minari_root / small_umaze / "data" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    metadata["lfjax"]["complete"] = False
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(CorruptDatasetError, match="--overwrite"):
+        load_dataset("maze2d-umaze")
+
+
+def test_dataset_of_another_maze_is_a_mismatch(small_umaze):
+    with pytest.raises(DatasetMismatchError, match="maze2d-umaze"):
+        load_dataset("maze2d-medium", minari_id=small_umaze)
+
+
+def _write_pointmaze_like(minari_id, stream):
+    """A tiny stand-in for Minari's D4RL/pointmaze datasets: dict observations with a goal."""
+    import gymnasium
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    n = stream.actions.shape[0]
+    box = lambda d: gymnasium.spaces.Box(-np.inf, np.inf, (d,), np.float64)
+    observation_space = gymnasium.spaces.Dict(
+        {"observation": box(4), "achieved_goal": box(2), "desired_goal": box(2)}
+    )
+    observations = {
+        "observation": stream.observations,
+        "achieved_goal": stream.observations[:, :2],
+        "desired_goal": np.tile([9.0, 9.0], (n + 1, 1)),
+    }
+    minari.create_dataset_from_buffers(
+        minari_id,
+        [EpisodeBuffer(observations=observations, actions=stream.actions,
+                       rewards=np.full(n, 7.0), terminations=np.zeros(n, bool),
+                       truncations=np.eye(n, dtype=bool)[-1])],
+        observation_space=observation_space,
+        action_space=gymnasium.spaces.Box(-1, 1, (2,), np.float32),
+        ref_min_score=-5.0, ref_max_score=5.0, author="test", author_email="t",
+        algorithm_name="test", code_permalink="test", description="test",
+    )
+
+
+@pytest.mark.filterwarnings("ignore:.*(eval_env|env_spec).*:UserWarning")
+def test_minari_pointmaze_is_loaded_when_ours_is_missing(empty_minari_root):
+    stream = maze2d.collect_stream("umaze", 400, seed=2)
+    _write_pointmaze_like("D4RL/pointmaze/umaze-v2", stream)
+    data = load_dataset("maze2d-umaze")
+    assert data.minari_id == "D4RL/pointmaze/umaze-v2"
+    # Only the "observation" entry, and the reward of our evaluation env.
+    np.testing.assert_allclose(data.transitions.observations, stream.observations[:-1])
+    np.testing.assert_array_equal(data.transitions.rewards, stream.rewards)
+    spec = get_env_spec("maze2d-umaze")
+    assert (data.ref_min_score, data.ref_max_score) == (spec.ref_min_score, spec.ref_max_score)
+
+
+def test_dict_observations_flatten_in_sorted_key_order():
+    import gymnasium
+
+    space = gymnasium.spaces.Dict(
+        {"b": gymnasium.spaces.Box(0, 1, (1,)), "a": gymnasium.spaces.Box(0, 1, (2, 1))}
+    )
+    observations = {"b": np.full((3, 1), 2.0), "a": np.ones((3, 2, 1))}
+    flat = minari_io.flatten_observations(observations, space)
+    np.testing.assert_array_equal(flat, np.tile([1.0, 1.0, 2.0], (3, 1)))
+    assert flat[0].tolist() == gymnasium.spaces.flatten(
+        space, {k: v[0] for k, v in observations.items()}
+    ).tolist()
