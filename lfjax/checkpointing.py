@@ -40,6 +40,21 @@ def _describe(leaf) -> tuple[tuple[int, ...], str]:
     return tuple(leaf.shape), np.dtype(leaf.dtype).name
 
 
+def _key_name(key) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def _leaves_by_name(tree: PyTree) -> dict[str, Any]:
+    """Leaves keyed by a path like "actor_opt_state/0/mu/params": orbax's metadata turns
+    dataclasses and tuples into dicts and lists, so attribute, dict and index keys are
+    compared by name only."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {"/".join(_key_name(k) for k in path): leaf for path, leaf in flat}
+
+
 def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
     """Restores the pytree saved under ``directory``, checked against ``like``.
 
@@ -59,19 +74,17 @@ def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
             f"{directory} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]}); "
             "it may be truncated or corrupt: delete it and rerun"
         ) from e
-    stored_paths = dict(jax.tree_util.tree_flatten_with_path(stored)[0])
-    expected_paths = dict(jax.tree_util.tree_flatten_with_path(like)[0])
-    missing = sorted(set(map(jax.tree_util.keystr, expected_paths)) - set(map(jax.tree_util.keystr, stored_paths)))
-    extra = sorted(set(map(jax.tree_util.keystr, stored_paths)) - set(map(jax.tree_util.keystr, expected_paths)))
+    stored_by_name = _leaves_by_name(stored)
+    expected_by_name = _leaves_by_name(like)
+    missing = sorted(set(expected_by_name) - set(stored_by_name))
+    extra = sorted(set(stored_by_name) - set(expected_by_name))
     if missing or extra:
         raise CheckpointError(
             f"checkpoint {directory} does not match the expected structure "
             f"(missing {missing[:3]}, unexpected {extra[:3]}): it was written by a different "
             "configuration or version"
         )
-    stored_by_name = {jax.tree_util.keystr(k): v for k, v in stored_paths.items()}
-    for path, leaf in expected_paths.items():
-        name = jax.tree_util.keystr(path)
+    for name, leaf in expected_by_name.items():
         if _describe(stored_by_name[name]) != _describe(leaf):
             raise CheckpointError(
                 f"checkpoint {directory}: {name} is stored as {_describe(stored_by_name[name])}, "
@@ -119,5 +132,6 @@ def quiet_orbax() -> None:
     """Orbax logs every save and restore at INFO through absl; keep the terminal readable."""
     from absl import logging as absl_logging
 
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    # ERROR: orbax also warns that a composite item has no metadata file of its own.
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)

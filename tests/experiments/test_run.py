@@ -1,0 +1,123 @@
+"""`python -m experiments.run` end to end on a tiny configuration, as a user runs it."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from lfjax.data import generate_dataset
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TINY = [
+    "--env=maze2d-umaze", "--preset=quick", "--num_seeds=2", "--seed=3",
+    "--flow_blocks=2", "--flow_epochs=2", "--flow_batch_size=256",
+    "--num_updates=300", "--eval_every=100", "--eval_episodes=2", "--batch_size=64",
+    "--noprogress",
+]
+
+
+@pytest.fixture(scope="module")
+def minari_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("minari_run")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    generate_dataset("maze2d-umaze", num_steps=4000, seed=0, ref_episodes=3, progress=False)
+    yield root
+    os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def run(args, root, **kwargs):
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.run", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(minari_root, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run") / "w"
+    proc = run([*TINY, f"--workdir={workdir}"], minari_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir, proc
+
+
+def test_writes_every_output(finished):
+    workdir, proc = finished
+    for name in ("results.json", "curve.csv", "curve.png", "config.json", "flow/flow.json"):
+        assert (workdir / name).is_file(), name
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["status"] == "finished" and results["updates"] == 300
+    assert results["config"]["seeds"] == [3, 4]
+    assert [p["updates"] for p in results["curve"]] == [100, 200, 300]
+    assert len(results["final"]["scores"]) == 2 and np.isfinite(results["final"]["mean"])
+    assert len(results["flow"]["history"]) == 2 and "jax" in results["versions"]
+    assert "flow BC (z ~ U)" in results["baselines"]
+    rows = (workdir / "curve.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("updates,mean,std,seed_3,seed_4") and len(rows) == 4
+    assert "normalized score" in proc.stdout
+
+
+def test_learning_signal(finished):
+    """The actor's advantage-weighted L1 through the decoder falls as it learns."""
+    workdir, _ = finished
+    curve = json.loads((workdir / "results.json").read_text())["curve"]
+    assert curve[-1]["actor_loss"] < curve[0]["actor_loss"]
+    assert all(np.isfinite(p["critic_loss"]) for p in curve)
+
+
+def test_killed_run_resumes_to_identical_results(finished, minari_root, tmp_path):
+    reference, _ = finished
+    workdir = tmp_path / "w"
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", *TINY, f"--workdir={workdir}"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not (workdir / "checkpoints" / "100").exists() and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run([*TINY, f"--workdir={workdir}", "--resume"], minari_root)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ours = json.loads((workdir / "results.json").read_text())
+    theirs = json.loads((reference / "results.json").read_text())
+    assert [p["scores"] for p in ours["curve"]] == [p["scores"] for p in theirs["curve"]]
+    assert [p["critic_loss"] for p in ours["curve"]] == [p["critic_loss"] for p in theirs["curve"]]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--env=maze2d-umazee"], "known: maze2d-umaze"),
+        (["--env=maze2d-umaze", "--num_seeds=0"], "--num_seeds must be a positive"),
+        (["--env=maze2d-umaze", "--num_updates=-5"], "--num_updates must be a positive"),
+        (["--env=maze2d-umaze", "--batch_size=0"], "batch_size must be positive"),
+        (["--env=maze2d-umaze", "--preset=fast"], "unknown --preset"),
+        (["--env=maze2d-umaze", "--batch_size=100000"], "larger than the dataset"),
+        (["--env=hopper-medium"], "minari download"),
+    ],
+)
+def test_bad_input_is_one_clear_line(minari_root, tmp_path, args, message):
+    workdir = tmp_path / "w"
+    proc = run([*args, f"--workdir={workdir}", "--noprogress"], minari_root)
+    assert proc.returncode == 2
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not workdir.exists()
+
+
+def test_workdir_of_another_config_is_refused(finished, minari_root):
+    workdir, _ = finished
+    proc = run([*[a for a in TINY if not a.startswith("--num_updates")], "--num_updates=400", f"--workdir={workdir}"], minari_root)
+    assert proc.returncode == 2 and "different configuration" in proc.stderr
+    proc = run([*TINY, f"--workdir={workdir}"], minari_root)
+    assert proc.returncode == 2 and "--resume" in proc.stderr
