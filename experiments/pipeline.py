@@ -106,7 +106,8 @@ def flow_stage(
     log: Log = log_line,
 ) -> PretrainedFlow:
     """Reuses the flow in ``flow_dir`` when it was made from the same dataset, flow config,
-    seeds; otherwise pretrains ``config.num_seeds`` flows and saves them there."""
+    seeds; otherwise pretrains ``config.num_flows`` flows (one per seed, or one shared) and
+    saves them there."""
     from experiments.pretrain_flow import pretrain
 
     num_epochs = config.flow.num_epochs or loaded.spec.flow_epochs
@@ -123,7 +124,7 @@ def flow_stage(
             log(f"saved flow in {flow_dir} is unusable ({e}); pretraining a new one")
         else:
             same = all(_jsonable(saved.info.get(k)) == _jsonable(v) for k, v in wanted.items())
-            if same and saved.num_seeds == config.num_seeds:
+            if same and saved.num_seeds == config.num_flows:
                 log(f"reusing the pretrained flow in {flow_dir} "
                     f"(best validation NLL per seed: {saved.info['best_val_nll']})")
                 return saved
@@ -131,14 +132,14 @@ def flow_stage(
 
     stats = loaded.state_stats
     states = data.normalize_states(loaded.transitions.observations, stats)
-    log(f"pretraining {config.num_seeds} flow(s) on {loaded.minari_id}: {num_epochs} epochs, "
+    log(f"pretraining {config.num_flows} flow(s) on {loaded.minari_id}: {num_epochs} epochs, "
         f"batch {config.flow.batch_size}, {config.flow.num_blocks} blocks")
     out = pretrain(
         config.flow,
         loaded.transitions.actions,
         states,
         num_epochs=num_epochs,
-        num_seeds=config.num_seeds,
+        num_seeds=config.num_flows,
         seed=config.seed,
         progress=progress,
         log=log,
@@ -294,10 +295,15 @@ def agent_stage(
     """Trains latent AWAC for every seed at once, evaluating and checkpointing between chunks.
     Returns the results dict (also written to the workdir after every evaluation)."""
     flow = pretrained.flow
-    frozen = jax.jit(jax.vmap(flow.freeze))(pretrained.params)
+    num_seeds = config.num_seeds
+    flow_params = pretrained.params
+    if pretrained.num_seeds != num_seeds:  # one shared flow: every seed's agent decodes with it
+        flow_params = jax.tree_util.tree_map(
+            lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), flow_params
+        )
+    frozen = jax.jit(jax.vmap(flow.freeze))(flow_params)
     stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
     dataset = normalized(loaded.transitions, stats)
-    num_seeds = config.num_seeds
     seeds = [config.seed + i for i in range(num_seeds)]
 
     init = agent.make_init(config.agent, flow, loaded.spec.obs_dim)

@@ -19,6 +19,8 @@ flags.DEFINE_integer("num_seeds", None, "Seeds trained at once (paper and quick:
 flags.DEFINE_integer("seed", None, "Base seed; seeds are seed, seed+1, ... (default 0).")
 flags.DEFINE_string("workdir", None, "Output directory (default runs/<env>-<preset>).")
 flags.DEFINE_string("flow_dir", None, "Pretrained flow to reuse or create (default <workdir>/flow).")
+flags.DEFINE_bool("flow_per_seed", None, "Pretrain one flow per seed instead of one shared flow "
+                  "(the official protocol shares one).")
 flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 # Overrides of the main hyperparameters (None: the preset's value).
@@ -36,7 +38,7 @@ flags.DEFINE_integer("flow_blocks", None, "Flow blocks.")
 
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr")
 FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flow_blocks": "num_blocks"}
-RUN_FLAGS = ("num_updates", "eval_every", "eval_episodes", "num_seeds", "seed")
+RUN_FLAGS = ("num_updates", "eval_every", "eval_episodes", "num_seeds", "seed", "flow_per_seed")
 
 
 def build_config():

@@ -21,6 +21,8 @@ class RunConfig:
         eval_episodes: evaluation episodes per seed.
         num_seeds: seeds trained at once (vmapped); seed i uses PRNG seed ``seed + i``.
         seed: base seed.
+        flow_per_seed: pretrain one flow per seed (seed i's agent uses flow i). False, the
+            official code's protocol, pretrains one flow that every seed's agent shares.
     """
 
     env: str = "maze2d-umaze"
@@ -31,6 +33,11 @@ class RunConfig:
     eval_episodes: int = 10
     num_seeds: int = 3
     seed: int = 0
+    flow_per_seed: bool = False
+
+    @property
+    def num_flows(self) -> int:
+        return self.num_seeds if self.flow_per_seed else 1
 
     def validate(self) -> None:
         """Raises ValueError naming the first invalid setting and what to pass instead."""
