@@ -20,12 +20,18 @@ import math
 import os
 from typing import Any, Callable, Iterator, Sequence
 
+import farama_notifications
 import gymnasium
 import mujoco
 import numpy as np
 from gymnasium import spaces
-from gymnasium_robotics.envs.maze import maps
-from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv
+
+# gymnasium_robotics prints a notice about its Adroit envs' rewards on import; lfjax never
+# uses those envs, and the notice reads like a problem with the user's run.
+farama_notifications.notifications.pop("gymnasium_robotics", None)
+
+from gymnasium_robotics.envs.maze import maps  # noqa: E402
+from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv  # noqa: E402
 
 Cell = tuple[int, int]
 
