@@ -1,9 +1,11 @@
-"""Datasets: the environment registry, maze2d generation (D4RL's recipe) and loading Minari
-datasets into device memory.
+"""Datasets: the environment registry, maze2d generation (D4RL's recipe), generated stand-ins
+for the locomotion datasets (NOT D4RL data) and loading Minari datasets into device memory.
 
     spec = get_env_spec("maze2d-umaze")           # registry entry, spec.make_eval_env(seed)
     generate_dataset("maze2d-umaze")              # = python -m experiments.make_dataset ...
     data = load_dataset("maze2d-umaze")           # data.transitions, data.state_stats, ...
+    load_dataset("hopper-medium")                 # Minari's mujoco/hopper/medium-v0, or the
+                                                  # stand-in, with a SubstituteDatasetWarning
 """
 
 from lfjax.data.generate import generate_dataset
@@ -14,6 +16,7 @@ from lfjax.data.minari_io import (
     DatasetExistsError,
     DatasetMismatchError,
     MissingDatasetError,
+    SubstituteDatasetWarning,
     datasets_root,
 )
 from lfjax.data.registry import REGISTRY, EnvSpec, UnknownEnvError, env_names, get_env_spec
@@ -38,6 +41,7 @@ __all__ = [
     "REGISTRY",
     "STD_FLOOR",
     "StateStats",
+    "SubstituteDatasetWarning",
     "Transitions",
     "UnknownEnvError",
     "compute_state_stats",

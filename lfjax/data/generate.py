@@ -1,4 +1,5 @@
-"""Generating the maze2d datasets (D4RL's recipe, SPEC.md 6) as Minari datasets."""
+"""Generating datasets as Minari datasets: maze2d (D4RL's recipe, SPEC.md 6) and stand-ins for
+the locomotion datasets (lfjax.data.locomotion; NOT D4RL data)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from typing import Any
 
 from lfjax.data import minari_io
-from lfjax.data.registry import get_env_spec
+from lfjax.data.registry import EnvSpec, get_env_spec
 
 
 def generate_dataset(
@@ -18,28 +19,33 @@ def generate_dataset(
     ref_episodes: int = 100,
     progress: bool = True,
     overwrite: bool = False,
+    train_steps: int | None = None,
 ) -> str:
-    """Generates env_name's maze2d dataset into Minari's data path; returns its Minari id.
+    """Generates env_name's dataset into Minari's data path; returns its Minari id.
 
-    num_steps: stream length (default: D4RL's size, umaze 1M / medium 2M / large 4M).
-    ref_episodes: episodes for each reference return (random policy, noise-free controller),
-        stored as the dataset's ref_min_score / ref_max_score.
+    maze2d-<maze>: D4RL's recipe as lfjax/maze2d-<maze>-v0. Locomotion names
+    (e.g. hopper-medium): a generated stand-in as lfjax-generated/<name>-v0, NOT D4RL's data
+    (lfjax.data.locomotion says how it is made); load_dataset uses it only when the real
+    dataset is missing, and says so.
+    num_steps: stream length (default spec.default_num_steps: maze2d D4RL's size, umaze 1M /
+        medium 2M / large 4M; stand-ins 100k).
+    ref_episodes: episodes for each reference return (maze2d: random policy and noise-free
+        controller; stand-ins: random and trained policy), stored as the dataset's
+        ref_min_score / ref_max_score.
     overwrite: replace an existing dataset; without it an existing one raises
-        DatasetExistsError. Only maze2d names can be generated (DatasetError otherwise).
+        DatasetExistsError.
+    train_steps: stand-ins only: env steps of the behaviour policy's training (default
+        locomotion.DEFAULT_TRAIN_STEPS).
     """
-    # Deferred: gymnasium-robotics is only needed to generate and evaluate maze2d.
-    from lfjax.data import maze2d
-
     spec = get_env_spec(env_name)
-    if not spec.is_maze:
-        raise minari_io.DatasetError(
-            f"{env_name!r} cannot be generated here: only the maze2d datasets can. Obtain "
-            f"{spec.minari_id} with `minari download` on a machine with internet."
-        )
-    (minari_id,) = spec.minari_ids
+    minari_id = spec.minari_ids[0] if spec.is_maze else spec.stand_in_id
     num_steps = spec.default_num_steps if num_steps is None else int(num_steps)
     if num_steps < 1:
         raise ValueError(f"num_steps must be positive, got {num_steps}")
+    if ref_episodes < 1:
+        raise ValueError(f"ref_episodes must be positive, got {ref_episodes}")
+    if spec.is_maze and train_steps is not None:
+        raise ValueError("train_steps applies to the locomotion stand-ins only")
     if minari_io.dataset_dir(minari_id).exists():
         if not overwrite:
             raise minari_io.DatasetExistsError(
@@ -47,7 +53,24 @@ def generate_dataset(
                 f"{minari_io.dataset_dir(minari_id)}; pass --overwrite to regenerate it."
             )
         minari_io.delete_dataset(minari_id)
+    if spec.is_maze:
+        _generate_maze(spec, minari_id, num_steps, seed, ref_episodes, progress)
+    else:
+        _generate_stand_in(spec, minari_id, num_steps, seed, ref_episodes, progress, train_steps)
+    return minari_id
 
+
+def _versions(*packages: str) -> dict[str, str]:
+    return {pkg: importlib.metadata.version(pkg) for pkg in ("lfjax", *packages)}
+
+
+def _generate_maze(
+    spec: EnvSpec, minari_id: str, num_steps: int, seed: int, ref_episodes: int, progress: bool
+) -> None:
+    # Deferred: gymnasium-robotics is only needed to generate and evaluate maze2d.
+    from lfjax.data import maze2d
+
+    env_name = spec.name
     layout = maze2d.get_layout(spec.maze)
     bar = _progress_bar(num_steps, f"{env_name} stream") if progress else None
     start = time.perf_counter()
@@ -85,10 +108,7 @@ def generate_dataset(
         "ref_controller_return_d4rl_style": refs.controller_d4rl_style,
         "stream_seconds": round(stream_seconds, 2),
         "steps_per_second": round(num_steps / stream_seconds, 1),
-        "versions": {
-            pkg: importlib.metadata.version(pkg)
-            for pkg in ("lfjax", "mujoco", "gymnasium", "gymnasium-robotics", "minari")
-        },
+        "versions": _versions("mujoco", "gymnasium", "gymnasium-robotics", "minari"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     minari_io.write_stream(
@@ -99,6 +119,8 @@ def generate_dataset(
         infos={"goal": stream.goals},
         chunk_length=layout.max_episode_steps,
         env_id=layout.gym_id,
+        algorithm_name="lfjax maze2d waypoint controller (D4RL recipe)",
+        code_permalink="lfjax/data/maze2d.py",
         ref_min_score=refs.random,
         ref_max_score=refs.controller,
         num_episodes_average_score=ref_episodes,
@@ -111,7 +133,115 @@ def generate_dataset(
         ),
         extra_metadata=settings,
     )
-    return minari_id
+
+
+NOT_D4RL = (
+    "generated stand-in, NOT D4RL data: normalized scores on it are not comparable with the "
+    "paper's or D4RL's"
+)
+
+
+def _generate_stand_in(
+    spec: EnvSpec,
+    minari_id: str,
+    num_steps: int,
+    seed: int,
+    ref_episodes: int,
+    progress: bool,
+    train_steps: int | None,
+) -> None:
+    from lfjax.data import locomotion
+
+    train_steps = locomotion.DEFAULT_TRAIN_STEPS if train_steps is None else int(train_steps)
+    if train_steps < 1:
+        raise ValueError(f"train_steps must be positive, got {train_steps}")
+    env = spec.make_eval_env()
+    try:
+        # The policy depends on (env, seed, train_steps) only, so the three kinds of one env
+        # share it, and their reference returns.
+        bar = _progress_bar(train_steps, f"{spec.name} policy (ARS)") if progress else None
+        start = time.perf_counter()
+        trained, training = locomotion.train_policy(
+            env, train_steps, seed=seed, progress=bar.update if bar else None
+        )
+        train_seconds = time.perf_counter() - start
+        if bar:
+            bar.close()
+        bar = _progress_bar(num_steps, f"{spec.name} data") if progress else None
+        start = time.perf_counter()
+        episodes = locomotion.collect(
+            env, spec.kind, trained, num_steps, seed=seed, progress=bar.update if bar else None
+        )
+        collect_seconds = time.perf_counter() - start
+        if bar:
+            bar.close()
+        refs = locomotion.reference_returns(env, trained, ref_episodes, seed=seed)
+    finally:
+        env.close()
+    returns = locomotion.episode_returns(episodes)
+    settings: dict[str, Any] = {
+        "env_name": spec.name,
+        "generated_stand_in": True,
+        "not_d4rl": NOT_D4RL,
+        "recipe_version": locomotion.RECIPE_VERSION,
+        "kind": spec.kind,
+        "seed": seed,
+        "num_steps": num_steps,
+        "num_episodes": len(episodes),
+        "num_terminations": int(sum(e.terminations[-1] for e in episodes)),
+        "episode_return_mean": float(returns.mean()),
+        "episode_return_min": float(returns.min()),
+        "episode_return_max": float(returns.max()),
+        "behaviour_noise_std": locomotion.BEHAVIOUR_NOISE_STD,
+        "policy": {
+            "algorithm": "ARS V2-t (Mania et al. 2018), linear, tanh output",
+            "train_steps": train_steps,
+            "iterations": training.iterations,
+            "env_steps": training.env_steps,
+            "last_rollout_return": training.last_rollout_return,
+            "directions": locomotion.ARS_DIRECTIONS,
+            "top_directions": locomotion.ARS_TOP_DIRECTIONS,
+            "step_size": locomotion.ARS_STEP_SIZE,
+            "noise": locomotion.ARS_NOISE,
+            "horizon": locomotion.ARS_HORIZON,
+            "train_seconds": round(train_seconds, 2),
+            **trained.to_dict(),
+        },
+        "ref_episodes": ref_episodes,
+        "ref_random_return": refs.random,
+        "ref_trained_return": refs.trained,
+        "d4rl_ref_min_score": spec.d4rl_ref_min_score,
+        "d4rl_ref_max_score": spec.d4rl_ref_max_score,
+        "collect_seconds": round(collect_seconds, 2),
+        "steps_per_second": round(num_steps / collect_seconds, 1),
+        "versions": _versions("mujoco", "gymnasium", "minari"),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    kinds = {
+        "medium": "the trained policy",
+        "medium-replay": "a mixture: each action random with probability falling linearly "
+        "from 1 to 0 over the stream, else the trained policy's",
+        "medium-expert": "a concatenation: random-policy episodes for the first half, then "
+        "the trained policy's",
+    }
+    minari_io.write_episodes(
+        minari_id,
+        episodes,
+        env_id=spec.eval_env_id,
+        algorithm_name="lfjax stand-in: uniform random + linear ARS policy",
+        code_permalink="lfjax/data/locomotion.py",
+        ref_min_score=refs.random,
+        ref_max_score=refs.trained,
+        num_episodes_average_score=ref_episodes,
+        description=(
+            f"Generated stand-in for D4RL's {spec.name}, NOT D4RL data: {num_steps} steps in "
+            f"{spec.eval_env_id} from {kinds[spec.kind]} (a linear policy trained with ARS for "
+            f"{train_steps} env steps, acting with N(0, {locomotion.BEHAVIOUR_NOISE_STD}^2) "
+            f"noise). Reference returns: uniform random policy and the noise-free trained "
+            f"policy on the same env, {ref_episodes} episodes each."
+        ),
+        extra_metadata=settings,
+    )
 
 
 def _progress_bar(total: int, desc: str):

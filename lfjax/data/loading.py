@@ -10,24 +10,29 @@ Which Minari dataset a name loads:
 - <env>-medium: mujoco/<env>/medium-v0; <env>-medium-expert: mujoco/<env>/medium-v0 followed by
   mujoco/<env>/expert-v0 (D4RL's medium-expert is that concatenation);
   <env>-medium-replay: lfjax/<env>-medium-replay-v0, which the user provides (Minari
-  publishes no medium-replay).
+  publishes no medium-replay). When any of these is missing but the generated stand-in
+  lfjax-generated/<name>-v0 (`python -m experiments.make_dataset --env=<name>`) is there, the
+  stand-in is loaded instead, with a warning: it is NOT D4RL's data.
 Reference returns: the dataset's ref_min_score / ref_max_score when present, else the registry's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
+import warnings
 from typing import Any
 
 import numpy as np
 
 from lfjax.data import minari_io
-from lfjax.data.minari_io import CorruptDatasetError, DatasetMismatchError, MissingDatasetError
+from lfjax.data.minari_io import (
+    CorruptDatasetError,
+    DatasetMismatchError,
+    MissingDatasetError,
+    SubstituteDatasetWarning,
+)
 from lfjax.data.registry import EnvSpec, get_env_spec
 from lfjax.data.transitions import StateStats, Transitions, compute_state_stats
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +84,23 @@ def load_dataset(env_name: str, minari_id: str | None = None) -> LoadedDataset:
         if spec.is_maze and not minari_io.dataset_exists(ids[0]):
             fallback = d4rl_pointmaze_id(spec.maze)
             if minari_io.dataset_exists(fallback):
-                log.warning(
-                    "%s not found; loading Minari's %s instead (relabeled to our goal reward). "
-                    "Generate ours with: %s", ids[0], fallback, spec.generated_by,
+                warnings.warn(
+                    f"{ids[0]} not found; loading Minari's {fallback} instead (relabeled to "
+                    f"our goal reward). Generate ours with: {spec.generated_by}",
+                    SubstituteDatasetWarning, stacklevel=2,
                 )
                 ids = (fallback,)
+        elif spec.stand_in_id is not None:
+            absent = [i for i in ids if not minari_io.dataset_exists(i)]
+            if absent and minari_io.dataset_exists(spec.stand_in_id):
+                warnings.warn(
+                    f"{' and '.join(absent)} not found; loading the generated stand-in "
+                    f"{spec.stand_in_id} instead. It is NOT D4RL data: its normalized scores "
+                    f"are not comparable with the paper's. Put the real dataset in "
+                    f"{minari_io.datasets_root()} to use it.",
+                    SubstituteDatasetWarning, stacklevel=2,
+                )
+                ids = (spec.stand_in_id,)
     missing = [i for i in ids if not minari_io.dataset_exists(i)]
     if missing:
         raise MissingDatasetError(missing_dataset_message(spec, missing))
@@ -133,7 +150,7 @@ def _read_one(
         if not ours.get("complete"):
             raise CorruptDatasetError(
                 f"{minari_id} at {minari_io.dataset_dir(minari_id)} was left half-written; "
-                f"regenerate it: {spec.generated_by or 'make_dataset'} --overwrite"
+                f"regenerate it: {spec.make_dataset_command} --overwrite"
             )
         if ours.get("env_name") != spec.name:
             raise DatasetMismatchError(
@@ -182,15 +199,18 @@ def missing_dataset_message(spec: EnvSpec, missing: list[str]) -> str:
             f"lfjax.data.generate_dataset({spec.name!r})). Minari's own "
             f"{d4rl_pointmaze_id(spec.maze)} is used instead when it is there."
         )
+    stand_in = (
+        f"to try the pipeline without it, generate a small stand-in (NOT D4RL data; scores not "
+        f"comparable with the paper's): {spec.make_dataset_command}"
+    )
     if spec.kind == "medium-replay":
         return (
-            f"No dataset for {spec.name}: {names} not found. {where}\n"
-            f"Minari publishes no medium-replay dataset (only simple/medium/expert for the "
-            f"gymnasium v5 envs). Put one there as Minari dataset {names} (e.g. converted from "
-            f"D4RL's {spec.name}-v2 hdf5), or pass minari_id= to load another."
+            f"no dataset for {spec.name}: {names} not found. {where} Minari publishes no "
+            f"medium-replay dataset (only simple/medium/expert for the gymnasium v5 envs): put "
+            f"one there as Minari dataset {names} (e.g. converted from D4RL's "
+            f"{spec.name}-v2 hdf5), or pass minari_id= to load another; {stand_in}"
         )
     return (
-        f"No dataset for {spec.name}: {names} not found. {where}\n"
-        f"Download it on a machine with internet:\n    minari download {' '.join(missing)}\n"
-        f"and copy it into that directory. It cannot be generated here."
+        f"no dataset for {spec.name}: {names} not found. {where} Get it on a machine with "
+        f"internet with `minari download {' '.join(missing)}` and copy it there; {stand_in}"
     )

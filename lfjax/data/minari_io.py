@@ -6,6 +6,7 @@ lfjax never chooses another place.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -35,6 +36,13 @@ class DatasetMismatchError(DatasetError, ValueError):
 
 class DatasetExistsError(DatasetError, FileExistsError):
     """Generation refused to overwrite an existing dataset."""
+
+
+class SubstituteDatasetWarning(UserWarning):
+    """load_dataset loaded another dataset than the name's own, which is missing (Minari's
+    pointmaze for maze2d, a generated stand-in for locomotion); the message says which.
+    A warning rather than a log record, so that it reaches the user of any program: a CLI
+    that quiets logging (absl) still shows it."""
 
 
 def datasets_root() -> pathlib.Path:
@@ -162,6 +170,29 @@ def read_episodes(
     return arrays, metadata
 
 
+@dataclasses.dataclass(frozen=True)
+class Episode:
+    """One episode as Minari stores it.
+
+    observations [T+1, S] (the reset observation first), actions [T, A], rewards [T],
+    terminations [T] and truncations [T] bool (at most the last step is True in either),
+    infos: name -> [T+1, ...] or None, seed: the reset seed (None when the episode continues
+    the previous one, as a cut stream does).
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    infos: dict[str, np.ndarray] | None = None
+    seed: int | None = None
+
+    @property
+    def num_steps(self) -> int:
+        return self.rewards.shape[0]
+
+
 def write_stream(
     minari_id: str,
     observations: np.ndarray,
@@ -169,37 +200,27 @@ def write_stream(
     rewards: np.ndarray,
     infos: dict[str, np.ndarray],
     chunk_length: int,
-    env_id: str,
-    ref_min_score: float,
-    ref_max_score: float,
-    num_episodes_average_score: int,
-    description: str,
-    extra_metadata: dict[str, Any],
+    **dataset_kwargs: Any,
 ) -> pathlib.Path:
     """Writes one continuous stream as a Minari dataset of consecutive episodes.
 
     observations [N+1, S], actions [N, A], rewards [N], infos: name -> [N+1, ...] (per
     observation). The stream is cut into episodes of chunk_length steps (the last may be
     shorter), each ending with truncation=True (a cut, not a termination); episode k's last
-    observation is episode k+1's first. extra_metadata is stored under the key "lfjax", with
-    "complete": True written last so a half-written dataset is recognizable.
+    observation is episode k+1's first. dataset_kwargs: those of write_episodes.
     Returns the dataset's directory.
     """
-    import minari
-    from minari.data_collector import EpisodeBuffer
-
     num_steps = actions.shape[0]
     if observations.shape[0] != num_steps + 1 or rewards.shape[0] != num_steps:
         raise ValueError("observations must have one row more than actions and rewards")
-    buffers = []
-    for k, start in enumerate(range(0, num_steps, chunk_length)):
+    episodes = []
+    for start in range(0, num_steps, chunk_length):
         end = min(start + chunk_length, num_steps)
         steps = end - start
         truncations = np.zeros(steps, bool)
         truncations[-1] = True
-        buffers.append(
-            EpisodeBuffer(
-                id=k,
+        episodes.append(
+            Episode(
                 observations=observations[start : end + 1],
                 actions=actions[start:end],
                 rewards=rewards[start:end],
@@ -208,6 +229,45 @@ def write_stream(
                 infos={name: value[start : end + 1] for name, value in infos.items()},
             )
         )
+    return write_episodes(minari_id, episodes, **dataset_kwargs)
+
+
+def write_episodes(
+    minari_id: str,
+    episodes: list[Episode],
+    env_id: str,
+    ref_min_score: float,
+    ref_max_score: float,
+    num_episodes_average_score: int,
+    description: str,
+    algorithm_name: str,
+    code_permalink: str,
+    extra_metadata: dict[str, Any],
+) -> pathlib.Path:
+    """Writes episodes as Minari dataset minari_id, in the layout Minari's own DataCollector
+    gives (so the reader is the one real datasets go through).
+
+    env_id is both the collection and the evaluation env; ref_min_score / ref_max_score are
+    stored as Minari's reference returns. extra_metadata is stored under the key "lfjax", with
+    "complete": True written last so a half-written dataset is recognizable.
+    Returns the dataset's directory.
+    """
+    import minari
+    from minari.data_collector import EpisodeBuffer
+
+    buffers = [
+        EpisodeBuffer(
+            id=k,
+            seed=e.seed,
+            observations=e.observations,
+            actions=e.actions,
+            rewards=e.rewards,
+            terminations=e.terminations,
+            truncations=e.truncations,
+            infos=e.infos,
+        )
+        for k, e in enumerate(episodes)
+    ]
     try:
         with warnings.catch_warnings():
             # author_email is the one field Minari asks for that a generated dataset lacks.
@@ -217,9 +277,9 @@ def write_stream(
                 buffer=buffers,
                 env=env_id,
                 eval_env=env_id,
-                algorithm_name="lfjax maze2d waypoint controller (D4RL recipe)",
+                algorithm_name=algorithm_name,
                 author="lfjax",
-                code_permalink="lfjax/data/maze2d.py",
+                code_permalink=code_permalink,
                 ref_min_score=ref_min_score,
                 ref_max_score=ref_max_score,
                 num_episodes_average_score=num_episodes_average_score,

@@ -36,8 +36,11 @@ class EnvSpec:
         obs_dim, action_dim: flat observation and action sizes.
         eval_env_id: the gymnasium id make_eval_env builds.
         maze: "umaze" | "medium" | "large" for maze2d, else None.
-        default_num_steps: size make_dataset generates by default (maze2d only; D4RL's sizes).
-        generated_by: the command that creates the dataset locally (maze2d), else None.
+        default_num_steps: size make_dataset generates by default: maze2d, D4RL's sizes;
+            locomotion, the generated stand-in's size.
+        generated_by: the command that creates the dataset itself locally (maze2d), else None.
+        stand_in_id: locomotion only: the Minari id of a generated stand-in (NOT D4RL data,
+            lfjax.data.locomotion) loaded when the real dataset is missing.
     """
 
     name: str
@@ -73,7 +76,20 @@ class EnvSpec:
         """The shell command that generates this dataset, or None when it must be obtained."""
         if not self.is_maze:
             return None
+        return self.make_dataset_command
+
+    @property
+    def make_dataset_command(self) -> str:
+        """The shell command that generates this name's dataset (maze2d) or its stand-in."""
         return f"python -m experiments.make_dataset --env={self.name}"
+
+    @property
+    def stand_in_id(self) -> str | None:
+        """Minari id of the generated stand-in of a locomotion dataset; None for maze2d (whose
+        real dataset is generated here)."""
+        if self.is_maze:
+            return None
+        return f"lfjax-generated/{self.name}-v0"
 
     def make_eval_env(self, seed: int | None = None) -> gymnasium.Env:
         """A fresh evaluation env: flat Box observation [obs_dim] float64, reward equal to the
@@ -112,6 +128,9 @@ def _maze(maze: str, max_steps: int, num_steps: int, ref: tuple[float, float],
     )
 
 
+# Default size of a generated locomotion stand-in: a tenth of D4RL's medium datasets.
+STAND_IN_NUM_STEPS = 100_000
+
 # Minari publishes simple / medium / expert datasets for the gymnasium v5 locomotion envs
 # (mujoco/<env>/<level>-v0); it has no medium-replay. We expect one under lfjax/'s namespace,
 # e.g. converted from D4RL's hdf5 by the user.
@@ -143,6 +162,7 @@ def _locomotion(env: str, kind: str) -> EnvSpec:
         obs_dim=obs_dim,
         action_dim=action_dim,
         eval_env_id=gym_id,
+        default_num_steps=STAND_IN_NUM_STEPS,
     )
 
 

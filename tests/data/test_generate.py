@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from lfjax.data import DatasetError, DatasetExistsError, generate_dataset, maze2d, minari_io
+from lfjax.data import DatasetExistsError, generate_dataset, maze2d, minari_io
 
 from .conftest import SMALL_REF_EPISODES, SMALL_STEPS
 
@@ -69,9 +69,10 @@ def test_existing_dataset_is_kept_unless_overwrite(empty_minari_root):
     assert not np.array_equal(before, after)
 
 
-def test_locomotion_cannot_be_generated(empty_minari_root):
-    with pytest.raises(DatasetError, match="minari download"):
-        generate_dataset("hopper-medium")
+def test_train_steps_is_for_locomotion_stand_ins_only(empty_minari_root):
+    # Locomotion names generate stand-ins: tests/data/test_locomotion.py.
+    with pytest.raises(ValueError, match="locomotion"):
+        generate_dataset("maze2d-umaze", num_steps=10, train_steps=100, progress=False)
 
 
 def test_command_line(empty_minari_root):

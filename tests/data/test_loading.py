@@ -11,6 +11,7 @@ from lfjax.data import (
     DatasetMismatchError,
     MissingDatasetError,
     StateStats,
+    SubstituteDatasetWarning,
     Transitions,
     compute_state_stats,
     concatenate,
@@ -165,7 +166,8 @@ def _write_pointmaze_like(minari_id, stream):
 def test_minari_pointmaze_is_loaded_when_ours_is_missing(empty_minari_root):
     stream = maze2d.collect_stream("umaze", 400, seed=2)
     _write_pointmaze_like("D4RL/pointmaze/umaze-v2", stream)
-    data = load_dataset("maze2d-umaze")
+    with pytest.warns(SubstituteDatasetWarning, match="D4RL/pointmaze/umaze-v2"):
+        data = load_dataset("maze2d-umaze")
     assert data.minari_id == "D4RL/pointmaze/umaze-v2"
     # Only the "observation" entry, and the reward of our evaluation env.
     np.testing.assert_allclose(data.transitions.observations, stream.observations[:-1])
