@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from lfjax import agent, data, evaluation
+from lfjax import agent, data, evaluation, sharding
 from lfjax.checkpointing import CheckpointError, write_json
 from lfjax.config import RunConfig
 from lfjax.flow_checkpoint import PretrainedFlow, load_pretrained_flow, save_pretrained_flow
@@ -309,6 +309,12 @@ def agent_stage(
     init = agent.make_init(config.agent, flow, loaded.spec.obs_dim)
     init_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in seeds])
     states = jax.jit(jax.vmap(init))(init_keys)
+    # Seeds split over the local devices, the dataset copied once to each (no-op on one device).
+    mesh = sharding.seed_mesh(num_seeds)
+    if note := sharding.mesh_note(num_seeds, mesh):
+        log(note)
+    states, frozen = sharding.shard_seeds((states, frozen), mesh)
+    dataset = sharding.replicate(dataset, mesh)
     train_chunk = agent.make_train(config.agent, dataset, flow)
     act = agent.make_act(config.agent, flow)
     make_env = lambda i: loaded.spec.make_eval_env()
@@ -324,6 +330,7 @@ def agent_stage(
     restored = _restore_checkpoint(manager, workdir, states) if resume else None
     if restored is not None:
         updates, states, record = restored
+        states = sharding.shard_seeds(states, mesh)  # restored onto one device
         curve, failed, baselines = record["curve"], np.array(record["failed"]), record["baselines"]
         log(f"resuming from the checkpoint at {updates} updates")
     else:

@@ -17,7 +17,7 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
-from lfjax import pretraining
+from lfjax import pretraining, sharding
 from lfjax.flows import ConditionalFlow, FlowParams
 
 PRESETS = {"paper": pretraining.FlowTrainConfig, "quick": pretraining.FlowTrainConfig.quick}
@@ -65,14 +65,22 @@ def pretrain(
     state = jax.jit(jax.vmap(lambda k: pretraining.init(config, flow, k, data)))(
         jax.random.split(init_keys, num_seeds)
     )
+    # Seeds split over the local devices, the data copied once to each (no-op on one device).
+    mesh = sharding.seed_mesh(num_seeds)
+    if note := sharding.mesh_note(num_seeds, mesh):
+        log(note)
+    state, data = sharding.shard_seeds(state, mesh), sharding.replicate(data, mesh)
+    # The old state is dead after each epoch, so the new one reuses its buffers.
     train_epoch = jax.jit(
-        jax.vmap(pretraining.make_train(config, flow, num_train), in_axes=(0, 0, None))
+        jax.vmap(pretraining.make_train(config, flow, num_train), in_axes=(0, 0, None)),
+        donate_argnums=0,
     )
     history = []
     start = time.perf_counter()
     bar = tqdm(range(num_epochs), desc="flow", unit="epoch", disable=not progress, file=sys.stdout)
     for epoch in bar:
         keys = jax.random.split(jax.random.fold_in(epoch_keys, epoch), num_seeds)
+        keys = sharding.shard_seeds(keys, mesh)
         state, metrics = train_epoch(state, keys, data)
         metrics = jax.device_get(metrics)
         record = {"epoch": epoch + 1, **{k: np.asarray(v).tolist() for k, v in metrics.items()}}

@@ -183,19 +183,13 @@ def make_update_step(
     return update_step
 
 
-def make_train(
-    config: AWACConfig, dataset: Any, flow: LatentDecoder
-) -> Callable[[TrainState, Any, int], tuple[TrainState, dict[str, jax.Array]]]:
-    """Returns train_chunk(states [N], flow_params [N], num_updates) -> (states [N], metrics).
+def make_train_chunk(
+    config: AWACConfig, flow: LatentDecoder
+) -> Callable[[TrainState, Any, Any, int], tuple[TrainState, dict[str, jax.Array]]]:
+    """Returns the jitted run_seeds(states [N], flow_params [N], dataset, num_updates).
 
-    Each call runs `num_updates` updates per seed inside one jitted `lax.scan`, all seeds at
-    once (vmap over the leading axis of states and flow_params). The dataset is passed to the
-    compiled function as an argument shared by all seeds (vmap in_axes=None): it is neither
-    baked into the program as a constant nor copied per seed. A new `num_updates` compiles anew.
-
-    metrics: dict of arrays [N, num_updates], one entry per update (see `make_update_step`).
-    Each seed's randomness continues from its state's rng, so two chunks of k updates equal
-    the same calls again; a chunk of 2k draws different keys than two chunks of k.
+    The program behind `make_train`, with the dataset as an explicit argument: what
+    `experiments.benchmark` lowers, compiles and times. num_updates is static.
     """
     update_step = make_update_step(config, flow)
 
@@ -213,6 +207,27 @@ def make_train(
     def run_seeds(states, flow_params, dataset, num_updates):
         chunk = functools.partial(run_chunk, num_updates=num_updates)
         return jax.vmap(chunk, in_axes=(0, 0, None))(states, flow_params, dataset)
+
+    return run_seeds
+
+
+def make_train(
+    config: AWACConfig, dataset: Any, flow: LatentDecoder
+) -> Callable[[TrainState, Any, int], tuple[TrainState, dict[str, jax.Array]]]:
+    """Returns train_chunk(states [N], flow_params [N], num_updates) -> (states [N], metrics).
+
+    Each call runs `num_updates` updates per seed inside one jitted `lax.scan`, all seeds at
+    once (vmap over the leading axis of states and flow_params). The dataset is passed to the
+    compiled function as an argument shared by all seeds (vmap in_axes=None): it is neither
+    baked into the program as a constant nor copied per seed. A new `num_updates` compiles anew.
+
+    metrics: dict of arrays [N, num_updates], one entry per update (see `make_update_step`).
+    Each seed's randomness continues from its state's rng, so two chunks of k updates equal
+    the same calls again; a chunk of 2k draws different keys than two chunks of k.
+    Inputs placed with `lfjax.sharding` (states and flow_params split over seeds, dataset
+    replicated) give outputs split the same way: jit propagates the shardings.
+    """
+    run_seeds = make_train_chunk(config, flow)
 
     def train_chunk(states: TrainState, flow_params: Any, num_updates: int):
         return run_seeds(states, flow_params, dataset, num_updates)

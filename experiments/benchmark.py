@@ -1,0 +1,482 @@
+"""How fast lfjax trains, for 1, 2, 4, 8, ... seeds at once, on whatever devices JAX sees.
+
+    python -m experiments.benchmark                        # paper sizes, maze2d shapes (S=4, A=2)
+    python -m experiments.benchmark --obs_dim=17 --action_dim=6   # halfcheetah shapes
+    python -m experiments.benchmark --small                # a seconds-long smoke test
+
+For each stage (``flow``: one maximum-likelihood step of the 12-block flow at batch 1024;
+``awac``: one latent-AWAC update at batch 512 with 4-layer 256-wide MLPs) and each seed
+count, it compiles the jitted ``lax.scan`` of ``--steps`` updates for all seeds (the form the
+training code runs), times compilation on its own (``lower`` + ``compile``), then times
+``--repeats`` further calls of the compiled program to completion (``block_until_ready``).
+Seeds are split over the devices with ``lfjax.sharding`` (a mesh over the seed axis) and the
+synthetic, device-resident dataset (``--rows``, 1M by default) is replicated: one copy per
+device whatever the number of seeds, which the memory columns show. FLOPs per update come from
+XLA's cost analysis of the compiled program. Prints a table as it goes and writes JSON.
+
+Runs unchanged on CPU, GPU and TPU, and across hosts (``--distributed``, see README.md).
+"""
+
+import dataclasses
+import datetime
+import functools
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from lfjax import pretraining, sharding
+from lfjax.agent import AWACConfig, make_init
+from lfjax.agent.train import make_train_chunk, make_update_step
+from lfjax.data.transitions import Transitions
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("seeds", ["1", "2", "4", "8"], "Seed counts to measure (each trained at once).")
+flags.DEFINE_list("what", ["flow", "awac"], "Stages to measure: flow (pretraining), awac.")
+flags.DEFINE_integer("steps", None, "Updates per timed call (default: 10 on CPU, 200 elsewhere).")
+flags.DEFINE_integer("repeats", 3, "Timed calls per measurement; the table shows the fastest.")
+flags.DEFINE_string("out", "benchmark.json", "Where to write the JSON results.")
+flags.DEFINE_bool("small", False, "Tiny networks and data: a seconds-long smoke test.")
+flags.DEFINE_integer("obs_dim", 4, "State dimension (maze2d 4, halfcheetah 17).")
+flags.DEFINE_integer("action_dim", 2, "Action dimension (maze2d 2, halfcheetah 6).")
+flags.DEFINE_integer("rows", None, "Dataset rows (default 1,000,000; --small: 10,000).")
+flags.DEFINE_bool("distributed", False, "Join a multi-process job (jax.distributed); see README.")
+
+MB = 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """What one benchmark run measures."""
+
+    flow: pretraining.FlowTrainConfig
+    awac: AWACConfig
+    rows: int
+    steps: int
+
+    @classmethod
+    def paper(cls, rows: int, steps: int) -> "Sizes":
+        # The paper's sizes: flow batch 1024 with 12 blocks of 256-256 conditioners; AWAC
+        # batch 512 with 3 hidden layers of 256 (4 Linear layers) for actor and critics.
+        return cls(pretraining.FlowTrainConfig(), AWACConfig(), rows, steps)
+
+    @classmethod
+    def small(cls, rows: int, steps: int) -> "Sizes":
+        flow = pretraining.FlowTrainConfig(num_blocks=2, hidden_dims=(32, 32), batch_size=64)
+        return cls(flow, AWACConfig(batch_size=64, hidden_dims=(32, 32)), rows, steps)
+
+
+# ----- the programs measured ------------------------------------------------------------
+
+
+def synthetic_dataset(rows: int, obs_dim: int, action_dim: int) -> Transitions:
+    """Random transitions of the given shapes, on the host; the same on every process.
+
+    Values do not change the cost of an update; shapes and row count do (the gathers).
+    """
+    rng = np.random.default_rng(0)
+    f32 = lambda x: x.astype(np.float32)
+    return Transitions(
+        observations=f32(rng.standard_normal((rows, obs_dim))),
+        actions=f32(np.tanh(rng.standard_normal((rows, action_dim)))),
+        rewards=f32(rng.random(rows) < 0.05),
+        next_observations=f32(rng.standard_normal((rows, obs_dim))),
+        terminals=np.zeros(rows, np.float32),
+    )
+
+
+def flow_program(config: pretraining.FlowTrainConfig, flow, steps: int) -> Callable:
+    """jit(vmap(scan of `steps` flow MLE updates)): (states [N], keys [N], actions, states).
+
+    The body is ``pretraining.make_train``'s step (gather a batch by index from the shared
+    data, then ``update_step``); indices are drawn per step here rather than as one epoch's
+    permutation, which the epoch amortizes over its ~900 steps.
+    """
+
+    def run_chunk(state, key, actions, obs):
+        def body(state, step_key):
+            rows = jax.random.randint(step_key, (config.batch_size,), 0, actions.shape[0])
+            return pretraining.update_step(config, flow, state, actions[rows], obs[rows])
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))
+
+    # The train state is consumed by the call: its buffers are reused for the new one.
+    return jax.jit(jax.vmap(run_chunk, in_axes=(0, 0, None, None)), donate_argnums=0)
+
+
+@dataclasses.dataclass
+class Case:
+    """One stage at one seed count, with its inputs placed on the mesh."""
+
+    name: str
+    batch_size: int
+    lower: Callable  # lower(*args) -> jax.stages.Lowered of (new train states, metrics)
+    args: tuple  # args[0] is the seed-stacked train state, carried from call to call
+    single_update: Callable  # jitted one update for all seeds (no scan), same args layout
+    single_args: tuple
+    dataset: Any  # the replicated part of args
+    seed_state: Any  # the seed-split part of args
+
+
+def make_flow_case(sizes: Sizes, dataset: Transitions, num_seeds: int, mesh) -> Case:
+    config = sizes.flow
+    flow = config.make_flow(dataset.actions.shape[1], dataset.observations.shape[1])
+    actions, obs = sharding.replicate((jnp.asarray(dataset.actions), jnp.asarray(dataset.observations)), mesh)
+    rows = actions.shape[0]
+    init_data = pretraining.FlowData(actions, obs, jnp.arange(min(rows, 65536)), jnp.arange(1))
+    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+    state = jax.jit(jax.vmap(lambda k: pretraining.init(config, flow, k, init_data)))(keys)
+    state, keys = sharding.shard_seeds((state, keys), mesh)
+
+    def one_update(state, key, actions, obs):
+        batch = jax.random.randint(key, (config.batch_size,), 0, actions.shape[0])
+        return pretraining.update_step(config, flow, state, actions[batch], obs[batch])
+
+    single = jax.jit(jax.vmap(one_update, in_axes=(0, 0, None, None)))
+    args = (state, keys, actions, obs)
+    return Case("flow", config.batch_size, flow_program(config, flow, sizes.steps).lower, args,
+                single, args, (actions, obs), (state, keys))
+
+
+def make_awac_case(sizes: Sizes, dataset: Transitions, num_seeds: int, mesh) -> Case:
+    config = sizes.awac
+    obs_dim, action_dim = dataset.observations.shape[1], dataset.actions.shape[1]
+    flow = sizes.flow.make_flow(action_dim, obs_dim)
+    data = sharding.replicate(jax.tree.map(jnp.asarray, dataset), mesh)
+    keys = jax.random.split(jax.random.PRNGKey(1), 2 * num_seeds)
+    # A flow with ActNorm fitted to a data batch, frozen as the agent uses it. One per seed:
+    # the general case (--flow_per_seed); a shared flow is the same program.
+    flow_params = jax.jit(jax.vmap(
+        lambda k: flow.freeze(flow.init(k, data.actions[:1024], data.observations[:1024]))
+    ))(keys[:num_seeds])
+    states = jax.jit(jax.vmap(make_init(config, flow, obs_dim)))(keys[num_seeds:])
+    states, flow_params = sharding.shard_seeds((states, flow_params), mesh)
+    lower = functools.partial(make_train_chunk(config, flow).lower, num_updates=sizes.steps)
+    update = make_update_step(config, flow)
+    single = jax.jit(jax.vmap(update, in_axes=(0, 0, None, 0)))
+    step_keys = sharding.shard_seeds(jax.random.split(jax.random.PRNGKey(2), num_seeds), mesh)
+    return Case("awac", config.batch_size, lower, (states, flow_params, data), single,
+                (states, flow_params, data, step_keys), data, (states, flow_params))
+
+
+# ----- measuring ----------------------------------------------------------------------------
+
+
+def _nbytes_on(tree: Any, device) -> int:
+    """Bytes of the tree's buffers that live on ``device``."""
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        for shard in leaf.addressable_shards:
+            if shard.device == device:
+                total += shard.data.nbytes
+    return total
+
+
+def _process_memory() -> dict[str, int | None]:
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    rss = None
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        pass
+    return {"process_rss_bytes": rss, "process_peak_rss_bytes": peak_kb * 1024}
+
+
+def _device_memory(device) -> dict[str, int | None]:
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # some backends do not implement it
+        stats = {}
+    return {
+        "device_bytes_in_use": stats.get("bytes_in_use"),
+        "device_peak_bytes_in_use": stats.get("peak_bytes_in_use"),
+        "device_bytes_limit": stats.get("bytes_limit"),
+    }
+
+
+def _flops(analysis: Any) -> float | None:
+    if isinstance(analysis, (list, tuple)):  # older JAX: one dict per program
+        analysis = analysis[0] if analysis else None
+    if not analysis or "flops" not in analysis:
+        return None
+    return float(analysis["flops"])
+
+
+def measure(case: Case, num_seeds: int, mesh, steps: int, repeats: int, log: Callable) -> dict:
+    """Compiles and times one case; returns its JSON record."""
+    device = mesh.devices.flat[0]
+    num_devices = mesh.size
+
+    start = time.perf_counter()
+    lowered = case.lower(*case.args)
+    lower_s = time.perf_counter() - start
+    start = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+    log(f"  compiled in {lower_s + compile_s:.1f} s (lower {lower_s:.1f} s + compile {compile_s:.1f} s)")
+
+    # XLA's cost analysis counts a while loop's body once, so the compiled chunk's FLOPs are
+    # one update's (for the seeds on one device). The unoptimized HLO of a single update (no
+    # loop; all seeds) checks that reading, and would catch a backend that multiplies the
+    # body by the trip count.
+    chunk_flops = _flops(compiled.cost_analysis())
+    single_flops = _flops(case.single_update.lower(*case.single_args).cost_analysis())
+    flops_per_update = None
+    if chunk_flops is not None:
+        flops_per_update = chunk_flops * num_devices
+        if single_flops and steps > 1 and flops_per_update > 0.5 * steps * single_flops:
+            flops_per_update /= steps
+    memory = compiled.memory_analysis()
+
+    # Measured before the first call: the call consumes (donates) the train state it is given.
+    live_before = _nbytes_on(case.args, device)
+    dataset_bytes = _nbytes_on(case.dataset, device)
+    seed_state_bytes = _nbytes_on(case.seed_state, device)
+    args = case.args
+    start = time.perf_counter()
+    state, metrics = compiled(*args)
+    jax.block_until_ready((state, metrics))
+    first_call_s = time.perf_counter() - start
+    times, cpu_times = [], []
+    for _ in range(repeats):
+        args = (state, *args[1:])
+        start, cpu_start = time.perf_counter(), time.process_time()
+        state, metrics = compiled(*args)
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
+    split = num_devices == 1 or sharding.is_split_over_seeds((state, metrics), mesh)
+    finite = bool(np.all(np.isfinite(np.asarray(sharding.to_host(jax.tree.leaves(metrics)[0])))))
+
+    best = min(times)
+    ms_per_update = 1000.0 * best / steps
+    record = {
+        "what": case.name,
+        "num_seeds": num_seeds,
+        "num_devices": num_devices,
+        "batch_size": case.batch_size,
+        "updates_per_call": steps,
+        "lower_s": lower_s,
+        "compile_s": compile_s,
+        "first_call_s": first_call_s,
+        "call_s": times,
+        "ms_per_update": ms_per_update,
+        "ms_per_update_median": 1000.0 * float(np.median(times)) / steps,
+        "ms_per_seed_update": ms_per_update / num_seeds,
+        "process_cpu_s": cpu_times,
+        "cpu_ms_per_update": 1000.0 * min(cpu_times) / steps,
+        "updates_per_s": 1000.0 / ms_per_update,
+        "seed_updates_per_s": 1000.0 * num_seeds / ms_per_update,
+        "flops_per_update": flops_per_update,
+        "flops_per_seed_update": flops_per_update / num_seeds if flops_per_update else None,
+        "flops_per_update_unoptimized_hlo": single_flops,
+        "achieved_flops_per_s": flops_per_update / (ms_per_update / 1000.0) if flops_per_update else None,
+        "outputs_split_over_seeds": bool(split),
+        "finite": finite,
+        "memory": {
+            "dataset_bytes_per_device": dataset_bytes,
+            "seed_state_bytes_per_device": seed_state_bytes,
+            "live_bytes_per_device_before_call": live_before,
+            "argument_bytes": memory.argument_size_in_bytes if memory else None,
+            "output_bytes": memory.output_size_in_bytes if memory else None,
+            "alias_bytes": memory.alias_size_in_bytes if memory else None,
+            "temp_bytes": memory.temp_size_in_bytes if memory else None,
+            "peak_estimate_bytes_per_device": (
+                memory.argument_size_in_bytes + memory.output_size_in_bytes
+                - memory.alias_size_in_bytes + memory.temp_size_in_bytes
+            ) if memory else None,
+            **_device_memory(device),
+            **_process_memory(),
+        },
+    }
+    # Free this case's buffers before the next one, so the memory figures do not pile up.
+    del state, metrics, args, compiled, lowered
+    return record
+
+
+MEMORY_NOTES = {
+    "dataset_bytes_per_device": "the replicated dataset's bytes on one device: the same for any number of seeds",
+    "seed_state_bytes_per_device": "train states (and, for awac, frozen flow params) of the seeds on one device",
+    "live_bytes_per_device_before_call": "all arguments of the timed program on one device",
+    "argument_bytes/output_bytes/alias_bytes/temp_bytes": (
+        "XLA's memory analysis of the compiled per-device program: inputs, outputs, outputs "
+        "written in place of donated inputs, and scratch space"
+    ),
+    "peak_estimate_bytes_per_device": "argument + output - alias + temp: what one call needs at once on one device",
+    "device_bytes_in_use/device_peak_bytes_in_use": (
+        "the allocator's own counters (GPU/TPU; null on CPU); the peak is the process's so far, "
+        "so it is exact for the largest case run up to that row"
+    ),
+    "process_rss_bytes/process_peak_rss_bytes": (
+        "host memory of this process; on CPU this is where device buffers live, so it includes "
+        "the host copy of the synthetic dataset and every compiled program"
+    ),
+}
+
+
+# ----- report -------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("lfjax", "jax", "jaxlib", "flax", "optax", "distrax", "numpy"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+COLUMNS = [
+    ("stage", 5, lambda r: r["what"]),
+    ("seeds", 5, lambda r: r["num_seeds"]),
+    ("dev", 3, lambda r: r["num_devices"]),
+    ("compile s", 9, lambda r: f"{r['lower_s'] + r['compile_s']:.1f}"),
+    ("ms/update", 9, lambda r: f"{r['ms_per_update']:.2f}"),
+    ("ms/seed-upd", 11, lambda r: f"{r['ms_per_seed_update']:.2f}"),
+    ("seed-upd/s", 10, lambda r: f"{r['seed_updates_per_s']:.0f}"),
+    ("GFLOP/upd", 9, lambda r: f"{r['flops_per_update'] / 1e9:.2f}" if r["flops_per_update"] else "-"),
+    ("GFLOP/s", 8, lambda r: f"{r['achieved_flops_per_s'] / 1e9:.1f}" if r["achieved_flops_per_s"] else "-"),
+    ("data MB/dev", 11, lambda r: f"{r['memory']['dataset_bytes_per_device'] / MB:.1f}"),
+    ("state MB/dev", 12, lambda r: f"{r['memory']['seed_state_bytes_per_device'] / MB:.1f}"),
+    ("peak MB/dev", 11, lambda r: (
+        f"{r['memory']['peak_estimate_bytes_per_device'] / MB:.1f}"
+        if r["memory"]["peak_estimate_bytes_per_device"] is not None else "-")),
+]
+
+
+def table_header() -> str:
+    return "  ".join(f"{name:>{width}}" for name, width, _ in COLUMNS)
+
+
+def table_row(record: dict) -> str:
+    return "  ".join(f"{str(get(record)):>{width}}" for _, width, get in COLUMNS)
+
+
+def run(sizes: Sizes, seed_counts: list[int], stages: list[str], repeats: int, obs_dim: int,
+        action_dim: int, log: Callable[[str], None]) -> dict:
+    """Measures every (stage, seed count); returns the JSON document."""
+    devices = jax.devices()
+    log(f"lfjax benchmark: {len(devices)} {devices[0].device_kind} device(s) "
+        f"({jax.default_backend()}) in {jax.process_count()} process(es); "
+        f"{sizes.steps} updates per timed call, best of {repeats}")
+    dataset = synthetic_dataset(sizes.rows, obs_dim, action_dim)
+    makers = {"flow": make_flow_case, "awac": make_awac_case}
+    results = []
+    for stage in stages:
+        for num_seeds in seed_counts:
+            mesh = sharding.seed_mesh(num_seeds)
+            log(f"[{stage}] {num_seeds} seed(s) on {mesh.size} device(s): building")
+            case = makers[stage](sizes, dataset, num_seeds, mesh)
+            record = measure(case, num_seeds, mesh, sizes.steps, repeats, log)
+            del case
+            results.append(record)
+            if len(results) == 1:
+                log(table_header())
+            log(table_row(record))
+    return {
+        "date": datetime.date.today().isoformat(),
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind,
+        "num_devices": len(devices),
+        "num_processes": jax.process_count(),
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "versions": versions(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "config": {
+            "obs_dim": obs_dim,
+            "action_dim": action_dim,
+            "rows": sizes.rows,
+            "updates_per_call": sizes.steps,
+            "repeats": repeats,
+            "flow": dataclasses.asdict(sizes.flow),
+            "awac": dataclasses.asdict(sizes.awac),
+        },
+        "notes": {
+            "timing": (
+                "ms_per_update is the fastest of the timed calls of the compiled program divided "
+                "by its updates; one update advances every seed by one step. Compilation "
+                "(lower_s + compile_s) and the first call (first_call_s) are excluded from it. "
+                "cpu_ms_per_update is this process's CPU time (all its threads) per update: on a "
+                "CPU shared with other jobs it varies less than the wall time; on GPU it is the "
+                "host's share only."
+            ),
+            "flops": (
+                "flops_per_update: XLA cost analysis of the compiled program (all devices), for "
+                "one update of all seeds; achieved_flops_per_s divides it by the measured time"
+            ),
+            "memory": MEMORY_NOTES,
+        },
+        "results": results,
+    }
+
+
+def parse_flags() -> tuple[Sizes, list[int], list[str]]:
+    """Sizes, seed counts and stages from the flags; ValueError naming what is wrong."""
+    try:
+        seed_counts = [int(s) for s in FLAGS.seeds]
+    except ValueError:
+        raise ValueError(f"--seeds takes integers, got {','.join(FLAGS.seeds)}") from None
+    if FLAGS.small and not FLAGS["seeds"].present:
+        seed_counts = [1, 2]  # each seed count compiles anew: keep the smoke test short
+    stages = list(FLAGS.what)
+    if not stages or set(stages) - {"flow", "awac"}:
+        raise ValueError(f"--what takes flow and/or awac, got {','.join(stages)}")
+    if not seed_counts or min(seed_counts) < 1:
+        raise ValueError("--seeds takes positive integers")
+    if (FLAGS.steps is not None and FLAGS.steps < 1) or FLAGS.repeats < 1:
+        raise ValueError("--steps and --repeats must be positive")
+    if jax.process_count() > 1:
+        bad = [n for n in seed_counts if n % len(jax.devices())]
+        if bad:
+            raise ValueError(
+                f"across processes every seed count must be a multiple of the "
+                f"{len(jax.devices())} devices; got {bad}"
+            )
+    on_cpu = jax.default_backend() == "cpu"
+    steps = FLAGS.steps or (3 if FLAGS.small else 10 if on_cpu else 200)
+    rows = FLAGS.rows or (10_000 if FLAGS.small else 1_000_000)
+    sizes = (Sizes.small if FLAGS.small else Sizes.paper)(rows, steps)
+    if rows < max(sizes.flow.batch_size, sizes.awac.batch_size):
+        raise ValueError(f"--rows={rows} is smaller than a batch")
+    return sizes, seed_counts, stages
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    sharding.maybe_initialize_distributed(FLAGS.distributed or None)
+    try:
+        sizes, seed_counts, stages = parse_flags()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    leader = jax.process_index() == 0
+    log = (lambda line: print(line, flush=True)) if leader else (lambda line: None)
+    doc = run(sizes, seed_counts, stages, FLAGS.repeats, FLAGS.obs_dim, FLAGS.action_dim, log)
+    if leader:
+        log("")
+        log(table_header())
+        for record in doc["results"]:
+            log(table_row(record))
+        with open(FLAGS.out, "w") as f:
+            json.dump(doc, f, indent=2)
+        log(f"wrote {FLAGS.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,152 @@
+"""Seeds across devices and hosts: a one-axis mesh, and where each array lives on it.
+
+Every training function in lfjax is ``jax.jit(jax.vmap(...))`` over a leading seed axis, with
+the dataset broadcast (``in_axes=None``). Sharding therefore needs no change to that code:
+place the seed-stacked pytrees with :func:`seed_sharding` (axis 0 split over the mesh) and the
+dataset with :func:`replicated_sharding` (one full copy per device), and jit compiles one SPMD
+program in which every device trains its own slice of seeds and no data crosses devices.
+
+    mesh = seed_mesh(num_seeds)
+    states = shard_seeds(states, mesh)      # [N, ...] -> N / D seeds per device
+    dataset = replicate(dataset, mesh)      # stored once per device, whatever N is
+    states, metrics = train(states, dataset)  # outputs stay split over "seeds"
+    metrics = to_host(metrics)              # numpy, on every process
+
+Across hosts, the same program runs in every process after :func:`maybe_initialize_distributed`
+(``jax.distributed.initialize``); ``jax.devices()`` is then the global device list, the mesh
+spans all hosts, and every process must pass the same values (same seeds, same dataset).
+"""
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+SEED_AXIS = "seeds"
+
+PyTree = Any
+
+
+def maybe_initialize_distributed(enabled: bool | None = None) -> bool:
+    """Joins a multi-process JAX job when asked to; returns whether it did.
+
+    enabled: None reads the environment variable ``LFJAX_DISTRIBUTED`` (1/true/yes).
+    When enabled, calls ``jax.distributed.initialize``, which auto-detects SLURM, Open MPI,
+    Kubernetes and Cloud TPU jobs; elsewhere set ``JAX_COORDINATOR_ADDRESS`` (host:port of
+    process 0, read by JAX itself), ``LFJAX_NUM_PROCESSES`` and ``LFJAX_PROCESS_ID``.
+    Must run before anything else touches a device, and in every process.
+    """
+    if enabled is None:
+        enabled = os.environ.get("LFJAX_DISTRIBUTED", "").lower() in ("1", "true", "yes")
+    if not enabled:
+        return False
+    num_processes = os.environ.get("LFJAX_NUM_PROCESSES")
+    process_id = os.environ.get("LFJAX_PROCESS_ID")
+    jax.distributed.initialize(
+        num_processes=int(num_processes) if num_processes else None,
+        process_id=int(process_id) if process_id else None,
+    )
+    return True
+
+
+def seed_mesh(num_seeds: int, devices: list | None = None) -> Mesh:
+    """A one-axis mesh named "seeds" over the devices that ``num_seeds`` seeds split evenly.
+
+    devices: defaults to ``jax.devices()``, every device of every process. Uses all of them
+    when num_seeds is a multiple of their count. On one host it otherwise falls back to the
+    largest count that divides num_seeds (3 seeds on 2 devices: 1 device), so any seed count
+    runs; :func:`mesh_note` says so. Across hosts every process must own part of the mesh,
+    so there a seed count that does not divide evenly is a ValueError.
+    """
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds must be positive, got {num_seeds}")
+    devices = list(jax.devices() if devices is None else devices)
+    if num_seeds % len(devices) == 0:
+        return Mesh(np.array(devices), (SEED_AXIS,))
+    if jax.process_count() > 1:
+        raise ValueError(
+            f"{num_seeds} seeds do not split evenly over the {len(devices)} devices of "
+            f"{jax.process_count()} processes; use a multiple of {len(devices)} seeds"
+        )
+    used = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    return Mesh(np.array(devices[:used]), (SEED_AXIS,))
+
+
+def mesh_note(num_seeds: int, mesh: Mesh) -> str | None:
+    """A line for the log when the mesh leaves devices idle; None when it uses them all."""
+    available = len(jax.devices())
+    if mesh.size == available:
+        return None
+    multiple = available * -(-num_seeds // available)
+    return (
+        f"{num_seeds} seeds do not split evenly over {available} devices: training on "
+        f"{mesh.size} of them; --num_seeds={multiple} would use all {available}"
+    )
+
+
+def seed_sharding(mesh: Mesh) -> NamedSharding:
+    """Axis 0 (seeds) split over the mesh, the other axes whole."""
+    return NamedSharding(mesh, PartitionSpec(SEED_AXIS))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device of the mesh."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def _place(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    # Across processes each one holds the same full value (same seeds, same dataset) and
+    # hands over only the slices its own devices keep; device_put would first all-gather
+    # the whole value to check that it is equal everywhere, which for a dataset is costly.
+    def place_leaf(leaf):
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(place_leaf, tree)
+
+
+def shard_seeds(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Places a seed-stacked pytree (every leaf [N, ...]) split along axis 0 over the mesh.
+
+    A no-op on a one-device mesh outside a multi-process job, so single-device runs are
+    exactly what they were. Raises ValueError when N does not divide over the mesh.
+    """
+    if mesh.size == 1 and jax.process_count() == 1:
+        return tree
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if np.ndim(leaf) == 0 or np.shape(leaf)[0] % mesh.size:
+            raise ValueError(
+                f"cannot split {jax.tree_util.keystr(path)} of shape {np.shape(leaf)} over "
+                f"{mesh.size} devices: its leading (seed) axis must be a multiple of {mesh.size}"
+            )
+    return _place(tree, seed_sharding(mesh))
+
+
+def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Places a pytree (e.g. the dataset) whole on every device of the mesh; no-op on one."""
+    if mesh.size == 1 and jax.process_count() == 1:
+        return tree
+    return _place(tree, replicated_sharding(mesh))
+
+
+def is_split_over_seeds(tree: PyTree, mesh: Mesh) -> bool:
+    """Whether every leaf is a jax.Array laid out as :func:`seed_sharding` (checks that a
+    jitted function kept its outputs split rather than gathering them onto one device)."""
+    want = seed_sharding(mesh)
+    return all(
+        isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(want, leaf.ndim)
+        for leaf in jax.tree.leaves(tree)
+    )
+
+
+def to_host(tree: PyTree) -> PyTree:
+    """numpy copies of a pytree of arrays, on every process (all-gathered across hosts)."""
+    leaves = jax.tree.leaves(tree)
+    if all(not isinstance(x, jax.Array) or x.is_fully_addressable for x in leaves):
+        return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
