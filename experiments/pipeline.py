@@ -266,12 +266,13 @@ def _restore_checkpoint(manager, workdir: pathlib.Path, like) -> tuple[int, Any,
     return step, states, progress_record
 
 
-def _where_seeds(ok: np.ndarray, new, old):
-    """Per seed: new where ok, else old (a seed that went non-finite keeps its last good state)."""
-    mask = jnp.asarray(ok)
+@jax.jit
+def _where_seeds(ok: jnp.ndarray, new, old):
+    """Per seed: new where ok [N], else old (a seed that went non-finite keeps its last good
+    state). Jitted: one small program instead of an eager op per leaf."""
 
     def pick(n, o):
-        return jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+        return jnp.where(ok.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
 
     return jax.tree_util.tree_map(pick, new, old)
 
@@ -373,7 +374,7 @@ def agent_stage(
                 f"{updates}-{updates + n}; keeping its last good state (from update {updates}) "
                 "and stopping it; the other seeds go on")
         failed |= newly_failed
-        states = _where_seeds(~failed, new_states, states)
+        states = _where_seeds(jnp.asarray(~failed), new_states, states)
         updates += n
         scores = evaluate(states.actor_params, updates)
         means = {k: float(np.mean(np.asarray(v)[~failed])) if (~failed).any() else float("nan")

@@ -110,14 +110,21 @@ def _place(tree: PyTree, sharding: NamedSharding) -> PyTree:
     return jax.tree.map(place_leaf, tree)
 
 
+def _commit(tree: PyTree, mesh: Mesh) -> PyTree:
+    """Commits every leaf to the mesh's one device. jit keys its cache on whether inputs are
+    committed: freshly initialized (uncommitted) states and the committed outputs of the first
+    training chunk would otherwise compile the whole update twice."""
+    return jax.device_put(tree, mesh.devices.flat[0])
+
+
 def shard_seeds(tree: PyTree, mesh: Mesh) -> PyTree:
     """Places a seed-stacked pytree (every leaf [N, ...]) split along axis 0 over the mesh.
 
-    A no-op on a one-device mesh outside a multi-process job, so single-device runs are
-    exactly what they were. Raises ValueError when N does not divide over the mesh.
+    On a one-device mesh outside a multi-process job it only commits the arrays to that
+    device (see :func:`_commit`). Raises ValueError when N does not divide over the mesh.
     """
     if mesh.size == 1 and jax.process_count() == 1:
-        return tree
+        return _commit(tree, mesh)
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         if np.ndim(leaf) == 0 or np.shape(leaf)[0] % mesh.size:
             raise ValueError(
@@ -128,9 +135,9 @@ def shard_seeds(tree: PyTree, mesh: Mesh) -> PyTree:
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
-    """Places a pytree (e.g. the dataset) whole on every device of the mesh; no-op on one."""
+    """Places a pytree (e.g. the dataset) whole on every device of the mesh."""
     if mesh.size == 1 and jax.process_count() == 1:
-        return tree
+        return _commit(tree, mesh)
     return _place(tree, replicated_sharding(mesh))
 
 
