@@ -23,7 +23,7 @@ COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "
 # ----- one device, in this process ------------------------------------------------------------
 
 
-def test_one_device_is_a_no_op():
+def test_one_device_only_commits():
     import jax
 
     from lfjax import sharding
@@ -34,8 +34,11 @@ def test_one_device_is_a_no_op():
     assert mesh.size == 1 and mesh.axis_names == (sharding.SEED_AXIS,)
     assert sharding.mesh_note(3, mesh) is None
     tree = {"w": jax.numpy.ones((3, 2))}
-    assert sharding.shard_seeds(tree, mesh) is tree
-    assert sharding.replicate(tree, mesh) is tree
+    assert not tree["w"].committed
+    for placed in (sharding.shard_seeds(tree, mesh), sharding.replicate(tree, mesh)):
+        # Committed, so the first training call and the ones after it share one compilation.
+        assert placed["w"].committed and placed["w"].devices() == {jax.devices()[0]}
+        np.testing.assert_array_equal(placed["w"], tree["w"])
     np.testing.assert_array_equal(sharding.to_host(tree)["w"], np.ones((3, 2)))
 
 
