@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 from lfjax.data import generate_dataset
@@ -8,17 +6,10 @@ SMALL_STEPS = 3_000
 SMALL_REF_EPISODES = 3
 
 
-@pytest.fixture(scope="session", autouse=True)
-def minari_root(tmp_path_factory):
-    """Every test in tests/data sees a temporary Minari data path, never the user's."""
-    root = tmp_path_factory.mktemp("minari")
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    yield root
-    if previous is None:
-        os.environ.pop("MINARI_DATASETS_PATH", None)
-    else:
-        os.environ["MINARI_DATASETS_PATH"] = previous
+@pytest.fixture(scope="session")
+def minari_root(session_minari_root):
+    """The Minari data path the tests/data datasets are generated into."""
+    return session_minari_root
 
 
 @pytest.fixture(scope="session")
