@@ -310,7 +310,7 @@ def agent_stage(
     init = agent.make_init(config.agent, flow, loaded.spec.obs_dim)
     init_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in seeds])
     states = jax.jit(jax.vmap(init))(init_keys)
-    # Seeds split over the local devices, the dataset copied once to each (no-op on one device).
+    # Seeds split over the local devices, the dataset copied once to each (one device: committed).
     mesh = sharding.seed_mesh(num_seeds)
     if note := sharding.mesh_note(num_seeds, mesh):
         log(note)

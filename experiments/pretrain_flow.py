@@ -65,7 +65,7 @@ def pretrain(
     state = jax.jit(jax.vmap(lambda k: pretraining.init(config, flow, k, data)))(
         jax.random.split(init_keys, num_seeds)
     )
-    # Seeds split over the local devices, the data copied once to each (no-op on one device).
+    # Seeds split over the local devices, the data copied once to each (one device: committed).
     mesh = sharding.seed_mesh(num_seeds)
     if note := sharding.mesh_note(num_seeds, mesh):
         log(note)
