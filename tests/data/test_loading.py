@@ -188,3 +188,10 @@ def test_dict_observations_flatten_in_sorted_key_order():
     assert flat[0].tolist() == gymnasium.spaces.flatten(
         space, {k: v[0] for k, v in observations.items()}
     ).tolist()
+
+
+def test_empty_data_file_is_reported(small_umaze, minari_root, empty_minari_root):
+    _copy_dataset(small_umaze, minari_root, empty_minari_root)
+    (empty_minari_root / small_umaze / "data" / "main_data.hdf5").write_bytes(b"")
+    with pytest.raises(CorruptDatasetError, match="cannot be read"):
+        load_dataset("maze2d-umaze")
