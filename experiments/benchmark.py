@@ -2,7 +2,7 @@
 
     python -m experiments.benchmark                        # paper sizes, maze2d shapes (S=4, A=2)
     python -m experiments.benchmark --obs_dim=17 --action_dim=6   # halfcheetah shapes
-    python -m experiments.benchmark --small                # a seconds-long smoke test
+    python -m experiments.benchmark --small                # smoke test: ~40 s, mostly compiling
 
 For each stage (``flow``: one maximum-likelihood step of the 12-block flow at batch 1024;
 ``awac``: one latent-AWAC update at batch 512 with 4-layer 256-wide MLPs) and each seed
@@ -45,13 +45,13 @@ flags.DEFINE_list("what", ["flow", "awac"], "Stages to measure: flow (pretrainin
 flags.DEFINE_integer("steps", None, "Updates per timed call (default: 10 on CPU, 200 elsewhere).")
 flags.DEFINE_integer("repeats", 3, "Timed calls per measurement; the table shows the fastest.")
 flags.DEFINE_string("out", "benchmark.json", "Where to write the JSON results.")
-flags.DEFINE_bool("small", False, "Tiny networks and data: a seconds-long smoke test.")
+flags.DEFINE_bool("small", False, "Tiny networks and data, seeds 1,2: a smoke test.")
 flags.DEFINE_integer("obs_dim", 4, "State dimension (maze2d 4, halfcheetah 17).")
 flags.DEFINE_integer("action_dim", 2, "Action dimension (maze2d 2, halfcheetah 6).")
 flags.DEFINE_integer("rows", None, "Dataset rows (default 1,000,000; --small: 10,000).")
 flags.DEFINE_bool("distributed", False, "Join a multi-process job (jax.distributed); see README.")
 
-MB = 2**20
+MiB = 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +130,9 @@ class Case:
 def make_flow_case(sizes: Sizes, dataset: Transitions, num_seeds: int, mesh) -> Case:
     config = sizes.flow
     flow = config.make_flow(dataset.actions.shape[1], dataset.observations.shape[1])
-    actions, obs = sharding.replicate((jnp.asarray(dataset.actions), jnp.asarray(dataset.observations)), mesh)
+    actions, obs = sharding.replicate(
+        (jnp.asarray(dataset.actions), jnp.asarray(dataset.observations)), mesh
+    )
     rows = actions.shape[0]
     init_data = pretraining.FlowData(actions, obs, jnp.arange(min(rows, 65536)), jnp.arange(1))
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
@@ -280,7 +282,9 @@ def measure(case: Case, num_seeds: int, mesh, steps: int, repeats: int, log: Cal
         "flops_per_update": flops_per_update,
         "flops_per_seed_update": flops_per_update / num_seeds if flops_per_update else None,
         "flops_per_update_unoptimized_hlo": single_flops,
-        "achieved_flops_per_s": flops_per_update / (ms_per_update / 1000.0) if flops_per_update else None,
+        "achieved_flops_per_s": (
+            flops_per_update / (ms_per_update / 1000.0) if flops_per_update else None
+        ),
         "outputs_split_over_seeds": bool(split),
         "finite": finite,
         "memory": {
@@ -305,14 +309,20 @@ def measure(case: Case, num_seeds: int, mesh, steps: int, repeats: int, log: Cal
 
 
 MEMORY_NOTES = {
-    "dataset_bytes_per_device": "the replicated dataset's bytes on one device: the same for any number of seeds",
-    "seed_state_bytes_per_device": "train states (and, for awac, frozen flow params) of the seeds on one device",
+    "dataset_bytes_per_device": (
+        "the replicated dataset's bytes on one device: the same for any number of seeds"
+    ),
+    "seed_state_bytes_per_device": (
+        "train states (and, for awac, frozen flow params) of the seeds on one device"
+    ),
     "live_bytes_per_device_before_call": "all arguments of the timed program on one device",
     "argument_bytes/output_bytes/alias_bytes/temp_bytes": (
         "XLA's memory analysis of the compiled per-device program: inputs, outputs, outputs "
         "written in place of donated inputs, and scratch space"
     ),
-    "peak_estimate_bytes_per_device": "argument + output - alias + temp: what one call needs at once on one device",
+    "peak_estimate_bytes_per_device": (
+        "argument + output - alias + temp: what one call needs at once on one device"
+    ),
     "device_bytes_in_use/device_peak_bytes_in_use": (
         "the allocator's own counters (GPU/TPU; null on CPU); the peak is the process's so far, "
         "so it is exact for the largest case run up to that row"
@@ -337,6 +347,10 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _giga(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value / 1e9:.{digits}f}"
+
+
 COLUMNS = [
     ("stage", 5, lambda r: r["what"]),
     ("seeds", 5, lambda r: r["num_seeds"]),
@@ -345,12 +359,12 @@ COLUMNS = [
     ("ms/update", 9, lambda r: f"{r['ms_per_update']:.2f}"),
     ("ms/seed-upd", 11, lambda r: f"{r['ms_per_seed_update']:.2f}"),
     ("seed-upd/s", 10, lambda r: f"{r['seed_updates_per_s']:.0f}"),
-    ("GFLOP/upd", 9, lambda r: f"{r['flops_per_update'] / 1e9:.2f}" if r["flops_per_update"] else "-"),
-    ("GFLOP/s", 8, lambda r: f"{r['achieved_flops_per_s'] / 1e9:.1f}" if r["achieved_flops_per_s"] else "-"),
-    ("data MB/dev", 11, lambda r: f"{r['memory']['dataset_bytes_per_device'] / MB:.1f}"),
-    ("state MB/dev", 12, lambda r: f"{r['memory']['seed_state_bytes_per_device'] / MB:.1f}"),
-    ("peak MB/dev", 11, lambda r: (
-        f"{r['memory']['peak_estimate_bytes_per_device'] / MB:.1f}"
+    ("GFLOP/upd", 9, lambda r: _giga(r["flops_per_update"], 2)),
+    ("GFLOP/s", 8, lambda r: _giga(r["achieved_flops_per_s"], 1)),
+    ("data MiB/dev", 12, lambda r: f"{r['memory']['dataset_bytes_per_device'] / MiB:.1f}"),
+    ("state MiB/dev", 13, lambda r: f"{r['memory']['seed_state_bytes_per_device'] / MiB:.1f}"),
+    ("peak MiB/dev", 12, lambda r: (
+        f"{r['memory']['peak_estimate_bytes_per_device'] / MiB:.1f}"
         if r["memory"]["peak_estimate_bytes_per_device"] is not None else "-")),
 ]
 
