@@ -34,6 +34,18 @@ def fail(message: str) -> int:
     return 2
 
 
+def start_cli(argv: list[str]) -> int | None:
+    """The common start of the command-line entry points: quiets orbax's logging and refuses
+    positional arguments (absl would silently ignore them). Returns an exit status to stop
+    with, or None to go on."""
+    from lfjax.checkpointing import quiet_orbax
+
+    quiet_orbax()
+    if len(argv) > 1:
+        return fail(f"unexpected arguments {argv[1:]}; flags look like --env=maze2d-umaze")
+    return None
+
+
 def log_line(message: str) -> None:
     tqdm.write(message, file=sys.stdout)
 

@@ -140,15 +140,12 @@ def define_flags() -> None:
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}; flags look like --env=maze2d-umaze", file=sys.stderr)
-        return 2
     import pathlib
 
     from experiments import pipeline
-    from lfjax.checkpointing import quiet_orbax
 
-    quiet_orbax()
+    if (status := pipeline.start_cli(argv)) is not None:
+        return status
     from lfjax import data
     from lfjax.config import RunConfig
 

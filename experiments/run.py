@@ -61,15 +61,12 @@ def build_config():
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}; flags look like --env=maze2d-umaze", file=sys.stderr)
-        return 2
     from experiments import pipeline
-    from lfjax.checkpointing import quiet_orbax
 
-    quiet_orbax()
+    if (status := pipeline.start_cli(argv)) is not None:
+        return status
     from lfjax import data
-    from lfjax.checkpointing import CheckpointError, read_json, write_json
+    from lfjax.checkpointing import CheckpointError, write_json
 
     try:
         data.get_env_spec(FLAGS.env)
