@@ -69,7 +69,7 @@ def quick_preset(env: str) -> RunConfig:
         env=env,
         flow=FlowTrainConfig.quick(),
         agent=AWACConfig.quick(),
-        num_updates=10_000,
+        num_updates=8_000,
         eval_every=2_000,
         eval_episodes=10,
         num_seeds=3,

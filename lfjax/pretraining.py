@@ -37,9 +37,9 @@ class FlowTrainConfig:
 
     @classmethod
     def quick(cls) -> "FlowTrainConfig":
-        """The paper's flow with 8 epochs instead of 100 (BUILD_NOTES.md, quick preset: fewer
+        """The paper's flow with 7 epochs instead of 100 (BUILD_NOTES.md, quick preset: fewer
         blocks or epochs measurably stop the agent from learning)."""
-        return cls(num_epochs=8)
+        return cls(num_epochs=7)
 
     def make_flow(self, action_dim: int, state_dim: int) -> ConditionalFlow:
         return make_flow(action_dim, state_dim, self.num_blocks, self.hidden_dims)
