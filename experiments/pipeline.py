@@ -166,7 +166,8 @@ def flow_stage(
     save_pretrained_flow(flow_dir, out.flow, out.best_params, stats.mean, stats.std, info)
     log(f"flow saved to {flow_dir}: best validation NLL {out.best_val_nll.round(4).tolist()} "
         f"at epochs {out.best_epoch.tolist()} ({out.seconds:.0f} s)")
-    return load_pretrained_flow(flow_dir)
+    # What was just saved, without reading it back: the info goes through JSON as a reload would.
+    return PretrainedFlow(out.flow, out.best_params, stats.mean, stats.std, _jsonable(info))
 
 
 def _jsonable(x):

@@ -122,8 +122,6 @@ def read_json(path: str | os.PathLike) -> Any:
     path = pathlib.Path(path)
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is corrupt ({e}); delete it and rerun") from e
 
