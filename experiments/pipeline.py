@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from experiments import hosts
 from lfjax import agent, data, evaluation, sharding
 from lfjax.checkpointing import CheckpointError, write_json
 from lfjax.config import RunConfig
@@ -50,6 +51,16 @@ def log_line(message: str) -> None:
     tqdm.write(message, file=sys.stdout)
 
 
+def quiet(message: str) -> None:
+    """The log of processes other than 0 in a multi-process job: process 0 speaks for all."""
+
+
+def join_processes(distributed: bool) -> None:
+    """Joins the multi-process job when --distributed (or LFJAX_DISTRIBUTED=1) asks for it.
+    Must come before anything touches a device."""
+    sharding.maybe_initialize_distributed(distributed or None)
+
+
 def versions() -> dict[str, str]:
     names = ["lfjax", "jax", "jaxlib", "flax", "optax", "distrax", "chex", "orbax-checkpoint",
              "minari", "gymnasium", "gymnasium-robotics", "mujoco", "numpy"]
@@ -61,6 +72,7 @@ def versions() -> dict[str, str]:
             out[name] = "not installed"
     out["backend"] = jax.default_backend()
     out["devices"] = str(jax.devices())
+    out["processes"] = str(jax.process_count())
     return out
 
 
@@ -97,6 +109,23 @@ def normalized(transitions: data.Transitions, stats: data.StateStats) -> data.Tr
     )
 
 
+def check_same_dataset(loaded: data.LoadedDataset) -> None:
+    """Across processes: every one must train on the same data (ValueError otherwise)."""
+    from experiments import hosts
+
+    t = loaded.transitions
+    content = b"".join(
+        np.ascontiguousarray(np.asarray(x)).tobytes()
+        for x in (t.observations, t.actions, t.rewards, t.terminals)
+    )
+    hosts.check_same(
+        f"the dataset {loaded.minari_id}",
+        content,
+        f"every host must load the same data: copy {data.datasets_root()} from process 0's host "
+        "to the others, or point MINARI_DATASETS_PATH at a directory they share",
+    )
+
+
 def dataset_identity(loaded: data.LoadedDataset) -> dict[str, Any]:
     """What makes two loads the same data (used to decide whether a saved flow fits)."""
     return {
@@ -129,18 +158,14 @@ def flow_stage(
         "num_epochs": num_epochs,
         "seed": config.seed,
     }
-    if (flow_dir / "flow.json").exists():
-        try:
-            saved = load_pretrained_flow(flow_dir)
-        except CheckpointError as e:
-            log(f"saved flow in {flow_dir} is unusable ({e}); pretraining a new one")
-        else:
-            same = all(_jsonable(saved.info.get(k)) == _jsonable(v) for k, v in wanted.items())
-            if same and saved.num_seeds == config.num_flows:
-                log(f"reusing the pretrained flow in {flow_dir} "
-                    f"(best validation NLL per seed: {saved.info['best_val_nll']})")
-                return saved
-            log(f"the flow in {flow_dir} was made with other settings; pretraining a new one")
+    reused = _reusable_flow(flow_dir, wanted, config.num_flows, log)
+    # Across processes all must take the same branch (each reads flow_dir for itself), and
+    # none may read it while process 0 writes a new flow there.
+    hosts.check_same(f"whether {flow_dir} holds a usable flow", bytes([reused is not None]),
+                     "the processes must see the same --flow_dir")
+    hosts.barrier("lfjax-flow-checked")
+    if reused is not None:
+        return reused
 
     stats = loaded.state_stats
     states = data.normalize_states(loaded.transitions.observations, stats)
@@ -170,6 +195,24 @@ def flow_stage(
     return PretrainedFlow(out.flow, out.best_params, stats.mean, stats.std, _jsonable(info))
 
 
+def _reusable_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, log: Log) -> PretrainedFlow | None:
+    """The flow saved in flow_dir when it was made with the wanted settings, else None."""
+    if not (flow_dir / "flow.json").exists():
+        return None
+    try:
+        saved = load_pretrained_flow(flow_dir)
+    except CheckpointError as e:
+        log(f"saved flow in {flow_dir} is unusable ({e}); pretraining a new one")
+        return None
+    same = all(_jsonable(saved.info.get(k)) == _jsonable(v) for k, v in wanted.items())
+    if same and saved.num_seeds == num_flows:
+        log(f"reusing the pretrained flow in {flow_dir} "
+            f"(best validation NLL per seed: {saved.info['best_val_nll']})")
+        return saved
+    log(f"the flow in {flow_dir} was made with other settings; pretraining a new one")
+    return None
+
+
 def _jsonable(x):
     """Round-trips through JSON types, so saved and fresh values compare equal."""
     import json
@@ -181,7 +224,10 @@ def _jsonable(x):
 
 
 def write_outputs(workdir: pathlib.Path, results: dict[str, Any]) -> None:
-    """results.json, curve.csv and curve.png; each written atomically or replaced whole."""
+    """results.json, curve.csv and curve.png; each written atomically or replaced whole.
+    In a multi-process job only process 0 writes them."""
+    if not hosts.is_leader():
+        return
     write_json(workdir / "results.json", results)
     curve = results["curve"]
     tmp = workdir / ".curve.csv.tmp"
@@ -334,17 +380,20 @@ def agent_stage(
     make_env = lambda i: loaded.spec.make_eval_env()
 
     def evaluate(actor_params, updates: int, act_fn=act) -> np.ndarray:
+        # Each process rolls out the seeds it holds; every process gets all the scores.
+        indices, (local_actor, local_frozen) = sharding.addressable_seeds((actor_params, frozen))
         returns = evaluation.evaluate(
-            act_fn, actor_params, frozen, stats, make_env,
+            act_fn, local_actor, local_frozen, stats, make_env,
             num_episodes=config.eval_episodes, seed=_eval_seed(config, updates),
+            seed_indices=indices, num_run_seeds=num_seeds,
         )
-        return loaded.normalized_score(returns).mean(axis=1)  # [N]
+        scores = loaded.normalized_score(returns).mean(axis=1)
+        return sharding.gather_seeds(scores, indices, num_seeds)  # [N]
 
     manager = _checkpoint_manager(workdir)
     restored = _restore_checkpoint(manager, workdir, states) if resume else None
     if restored is not None:
-        updates, states, record = restored
-        states = sharding.shard_seeds(states, mesh)  # restored onto one device
+        updates, states, record = restored  # placed like the fresh states
         curve, failed, baselines = record["curve"], np.array(record["failed"]), record["baselines"]
         log(f"resuming from the checkpoint at {updates} updates")
     else:
@@ -379,7 +428,8 @@ def agent_stage(
         n = min(config.eval_every, config.num_updates - updates)
         start = time.perf_counter()
         new_states, metrics = train_chunk(states, frozen, n)
-        finite = np.asarray(metrics["finite"]).all(axis=1)
+        metrics = sharding.to_host(metrics)  # [N, n] each; across hosts, gathered from all
+        finite = metrics["finite"].all(axis=1)
         seconds = time.perf_counter() - start
         newly_failed = ~finite & ~failed
         for i in np.flatnonzero(newly_failed):
@@ -387,7 +437,7 @@ def agent_stage(
                 f"{updates}-{updates + n}; keeping its last good state (from update {updates}) "
                 "and stopping it; the other seeds go on")
         failed |= newly_failed
-        states = _where_seeds(jnp.asarray(~failed), new_states, states)
+        states = _where_seeds(~failed, new_states, states)
         updates += n
         scores = evaluate(states.actor_params, updates)
         means = {k: float(np.mean(np.asarray(v)[~failed])) if (~failed).any() else float("nan")

@@ -65,10 +65,18 @@ def pretrain(
     state = jax.jit(jax.vmap(lambda k: pretraining.init(config, flow, k, data)))(
         jax.random.split(init_keys, num_seeds)
     )
-    # Seeds split over the local devices, the data copied once to each (one device: committed).
-    mesh = sharding.seed_mesh(num_seeds)
-    if note := sharding.mesh_note(num_seeds, mesh):
-        log(note)
+    # Seeds split over the devices, the data copied once to each (one device: committed).
+    if jax.process_count() > 1 and num_seeds % jax.device_count():
+        # A shared flow across hosts: every process trains the same one on its own devices
+        # (same keys, same data) rather than leave all but one process idle.
+        mesh = sharding.seed_mesh(num_seeds, jax.local_devices())
+        log(f"{num_seeds} flow(s) do not split over the {jax.device_count()} devices of "
+            f"{jax.process_count()} processes: each process trains the same flow(s) on "
+            f"{mesh.size} of its own devices")
+    else:
+        mesh = sharding.seed_mesh(num_seeds)
+        if note := sharding.mesh_note(num_seeds, mesh):
+            log(note)
     state, data = sharding.shard_seeds(state, mesh), sharding.replicate(data, mesh)
     # The old state is dead after each epoch, so the new one reuses its buffers.
     train_epoch = jax.jit(
@@ -82,7 +90,7 @@ def pretrain(
         keys = jax.random.split(jax.random.fold_in(epoch_keys, epoch), num_seeds)
         keys = sharding.shard_seeds(keys, mesh)
         state, metrics = train_epoch(state, keys, data)
-        metrics = jax.device_get(metrics)
+        metrics = sharding.to_host(metrics)
         record = {"epoch": epoch + 1, **{k: np.asarray(v).tolist() for k, v in metrics.items()}}
         history.append(record)
         bar.set_postfix(train_nll=f"{np.mean(metrics['train_nll']):.3f}", val_nll=f"{np.mean(metrics['val_nll']):.3f}")
@@ -98,7 +106,7 @@ def pretrain(
                 "their best earlier parameters are kept"
             )
     bar.close()
-    state = jax.device_get(state)
+    state = sharding.to_host(state)
     return PretrainOutput(
         flow=flow,
         best_params=jax.tree_util.tree_map(jnp.asarray, state.best_params),
@@ -137,6 +145,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("flow_blocks", None, "Override the number of flow blocks (paper: 12).")
     flags.DEFINE_string("workdir", None, "The flow goes to <workdir>/flow (default runs/<env>-flow).")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_bool("distributed", False, "Join a multi-process job (jax.distributed); see README.md.")
 
 
 def main(argv) -> int:
@@ -147,6 +156,7 @@ def main(argv) -> int:
     if (status := pipeline.start_cli(argv)) is not None:
         return status
     from lfjax import data
+    from lfjax.checkpointing import CheckpointError
     from lfjax.config import RunConfig
 
     try:
@@ -159,12 +169,29 @@ def main(argv) -> int:
                 "num_blocks": FLAGS.flow_blocks,
             },
         )
-        config = RunConfig(env=FLAGS.env, flow=flow, num_seeds=FLAGS.num_seeds, seed=FLAGS.seed)
+        # --num_seeds flows, one per seed (experiments.run reuses them with --flow_per_seed).
+        config = RunConfig(
+            env=FLAGS.env, flow=flow, num_seeds=FLAGS.num_seeds, seed=FLAGS.seed, flow_per_seed=True
+        )
         config.validate()
-        loaded = pipeline.prepare_dataset(FLAGS.env, generate_if_missing=False)
-        workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-flow")
-        pipeline.flow_stage(config, loaded, workdir / "flow", progress=FLAGS.progress)
-    except (ValueError, pipeline.UserError) as e:
+    except ValueError as e:
+        return pipeline.fail(str(e))
+    workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-flow")
+    # Only after the flags are known good: joining waits for every process of the job.
+    pipeline.join_processes(FLAGS.distributed)
+    from experiments import hosts
+
+    leader = hosts.is_leader()
+    log = pipeline.log_line if leader else pipeline.quiet
+    user_errors = (ValueError, pipeline.UserError, CheckpointError)
+    try:
+        hosts.check_shared_directory(workdir / "flow", "--workdir")
+        loaded = hosts.together(
+            lambda: pipeline.prepare_dataset(FLAGS.env, generate_if_missing=False, log=log), user_errors
+        )
+        pipeline.check_same_dataset(loaded)
+        pipeline.flow_stage(config, loaded, workdir / "flow", progress=FLAGS.progress and leader, log=log)
+    except (*user_errors, hosts.OtherProcessError) as e:
         return pipeline.fail(str(e))
     return 0
 

@@ -23,6 +23,8 @@ flags.DEFINE_bool("flow_per_seed", None, "Pretrain one flow per seed instead of 
                   "(the official protocol shares one).")
 flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_bool("distributed", False, "Join a multi-process job (jax.distributed): every host "
+                  "runs this same command; see README.md.")
 # Overrides of the main hyperparameters (None: the preset's value).
 flags.DEFINE_integer("num_updates", None, "AWAC updates per seed.")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations and checkpoints.")
@@ -66,7 +68,6 @@ def main(argv) -> int:
     if (status := pipeline.start_cli(argv)) is not None:
         return status
     from lfjax import data
-    from lfjax.checkpointing import CheckpointError, write_json
 
     try:
         data.get_env_spec(FLAGS.env)
@@ -74,22 +75,43 @@ def main(argv) -> int:
     except ValueError as e:  # UnknownEnvError is a ValueError
         return pipeline.fail(str(e))
     workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-{FLAGS.preset}")
-    try:
-        check_workdir(workdir, config, FLAGS.resume)
-    except pipeline.UserError as e:
-        return pipeline.fail(str(e))
+    flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
+    # Only after the flags are known good: joining waits for every process of the job.
+    pipeline.join_processes(FLAGS.distributed)
+    return run(config, workdir, flow_dir)
 
+
+def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
+    """Every stage, in every process of the job; process 0 prints and writes the files."""
+    from experiments import hosts, pipeline
+    from lfjax import sharding
+    from lfjax.checkpointing import CheckpointError, write_json
+
+    user_errors = (pipeline.UserError, CheckpointError, ValueError)
+    leader = hosts.is_leader()
+    log = pipeline.log_line if leader else pipeline.quiet
+    progress = FLAGS.progress and leader
     try:
-        loaded = pipeline.prepare_dataset(config.env, generate_if_missing=True)
+        sharding.seed_mesh(config.num_seeds)  # across hosts: a seed count that does not split
+        hosts.together(lambda: check_workdir(workdir, config, FLAGS.resume), user_errors)
+        hosts.barrier("lfjax-workdir-checked")  # before process 0 writes config.json
+        hosts.check_shared_directory(workdir, "--workdir")
+        if flow_dir.absolute() != (workdir / "flow").absolute():
+            hosts.check_shared_directory(flow_dir, "--flow_dir")
+        loaded = hosts.together(
+            lambda: pipeline.prepare_dataset(config.env, generate_if_missing=True, log=log),
+            user_errors, leader_first=True,
+        )
+        pipeline.check_same_dataset(loaded)
         if config.agent.batch_size > loaded.transitions.actions.shape[0]:
             raise pipeline.UserError(
                 f"--batch_size={config.agent.batch_size} is larger than the dataset "
                 f"({loaded.transitions.actions.shape[0]} transitions); pass a smaller --batch_size"
             )
-        workdir.mkdir(parents=True, exist_ok=True)
-        write_json(workdir / "config.json", config.to_dict())
-        flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
-        pretrained = pipeline.flow_stage(config, loaded, flow_dir, progress=FLAGS.progress)
+        if leader:
+            workdir.mkdir(parents=True, exist_ok=True)
+            write_json(workdir / "config.json", config.to_dict())
+        pretrained = pipeline.flow_stage(config, loaded, flow_dir, progress=progress, log=log)
         base = {
             "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
             "versions": pipeline.versions(),
@@ -102,12 +124,12 @@ def main(argv) -> int:
         }
         results = pipeline.agent_stage(
             config, loaded, pretrained, workdir,
-            resume=FLAGS.resume, progress=FLAGS.progress, results_base=base,
+            resume=FLAGS.resume, progress=progress, log=log, results_base=base,
         )
-    except (pipeline.UserError, CheckpointError, ValueError) as e:
+    except (*user_errors, hosts.OtherProcessError) as e:
         return pipeline.fail(str(e))
     final = results["final"]
-    print(
+    log(
         f"{config.env}: normalized score {final['mean']:.1f} ± {final['std']:.1f} over "
         f"{config.num_seeds} seeds after {results['updates']} updates "
         f"(flow BC {results['baselines']['flow BC (z ~ U)']:.1f}, random 0); results in {workdir}"

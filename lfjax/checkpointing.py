@@ -59,7 +59,7 @@ def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
     """Restores the pytree saved under ``directory``, checked against ``like``.
 
     ``like`` is a pytree of arrays or ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` of an
-    init function gives one for free). The stored tree must have exactly its structure,
+    init function gives one for free); the restored arrays get its leaves' shardings. The stored tree must have exactly its structure,
     shapes and dtypes; anything else raises :class:`CheckpointError` naming the first
     difference, instead of restoring part of it.
     """
@@ -91,7 +91,12 @@ def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
                 f"expected {_describe(leaf)} (shape, dtype): it was written by a different "
                 "configuration"
             )
-    target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+    # Each leaf comes back placed like its counterpart in ``like`` (split over the seed mesh,
+    # across processes too); leaves without a sharding come back as host arrays.
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
+        like,
+    )
     try:
         return checkpointer.restore(directory, target)
     except Exception as e:

@@ -39,6 +39,8 @@ def evaluate(
     num_episodes: int = 10,
     seed: int = 0,
     max_episode_steps: int | None = None,
+    seed_indices: Any = None,
+    num_run_seeds: int | None = None,
 ) -> np.ndarray:
     """Undiscounted returns of every seed's policy: -> [N, num_episodes] float64.
 
@@ -56,15 +58,30 @@ def evaluate(
         num_episodes: episodes per seed.
         seed: copy i is reset with seed + i; the policies' noise is drawn from PRNGKey(seed).
         max_episode_steps: optional extra cap on episode length (truncation).
+        seed_indices: when these N seeds are part of a larger run of ``num_run_seeds`` seeds
+            (e.g. the seeds one process holds, see `lfjax.sharding.addressable_seeds`), their
+            indices [N] in it: each seed then gets the episodes and the noise it gets when the
+            whole run is evaluated in one call. Default: the N seeds are the whole run.
     """
     num_seeds = jax.tree.leaves(agent_params)[0].shape[0]
+    if seed_indices is None:
+        seed_indices = np.arange(num_seeds)
+    seed_indices = np.asarray(seed_indices)
+    num_run_seeds = num_seeds if num_run_seeds is None else num_run_seeds
+    if seed_indices.shape != (num_seeds,) or not (0 <= seed_indices).all() or (
+        seed_indices >= num_run_seeds
+    ).any():
+        raise ValueError(
+            f"seed_indices must be {num_seeds} indices in [0, {num_run_seeds}), got {seed_indices}"
+        )
     num_envs = num_seeds * num_episodes
     mean, std = _mean_std(state_stats)
     batched_act = _batched_act(act_fn)
 
-    envs = [make_env(i) for i in range(num_envs)]
+    copies = (seed_indices[:, None] * num_episodes + np.arange(num_episodes)).ravel()
+    envs = [make_env(int(i)) for i in copies]
     try:
-        obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+        obs = np.stack([env.reset(seed=seed + int(i))[0] for i, env in zip(copies, envs)])
         obs = obs.astype(np.float32)
         returns = np.zeros(num_envs, np.float64)
         lengths = np.zeros(num_envs, np.int64)
@@ -75,9 +92,10 @@ def evaluate(
             norm_obs = ((obs - mean) / std).reshape(num_seeds, num_episodes, -1)
             # Finished copies still ride along in the batch (fixed shapes: one compiled call),
             # but are never stepped again, so no autoreset episode is counted.
-            actions = batched_act(
-                agent_params, flow_params, jnp.asarray(norm_obs), jax.random.split(step_key, num_seeds)
-            )
+            keys = jax.random.split(step_key, num_run_seeds)
+            if num_run_seeds != num_seeds:
+                keys = keys[seed_indices]
+            actions = batched_act(agent_params, flow_params, jnp.asarray(norm_obs), keys)
             actions = np.asarray(actions).reshape(num_envs, -1)
             for i in np.flatnonzero(~done):
                 next_obs, reward, terminated, truncated, _ = envs[i].step(actions[i])

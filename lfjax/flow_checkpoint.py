@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 
 from lfjax.checkpointing import CheckpointError, read_json, restore_tree, save_tree, write_json
 from lfjax.flows import ConditionalFlow, FlowParams
@@ -54,12 +55,20 @@ def save_pretrained_flow(
     info: dict[str, Any],
 ) -> None:
     """Writes params (leading seed axis) and stats first, then flow.json: a directory with a
-    flow.json always has complete params."""
+    flow.json always has complete params.
+
+    In a multi-process job (jax.distributed) every process calls it with the same values:
+    orbax writes the arrays once, process 0 writes flow.json, and all return after that.
+    """
     directory = pathlib.Path(directory)
-    tree = {"params": params, "state_mean": state_mean, "state_std": state_std}
+    # As numpy: orbax refuses process-local jax arrays in a multi-process job.
+    tree = jax.device_get({"params": params, "state_mean": state_mean, "state_std": state_std})
     save_tree(directory / PARAMS_DIR, tree)
     num_seeds = int(jax.tree_util.tree_leaves(params)[0].shape[0])
-    write_json(directory / FLOW_JSON, {"flow": flow_to_dict(flow), "num_seeds": num_seeds, **info})
+    if jax.process_index() == 0:
+        write_json(directory / FLOW_JSON, {"flow": flow_to_dict(flow), "num_seeds": num_seeds, **info})
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("lfjax-flow-saved")
 
 
 def load_pretrained_flow(directory: str | os.PathLike) -> PretrainedFlow:

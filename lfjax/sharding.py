@@ -66,10 +66,11 @@ def seed_mesh(num_seeds: int, devices: list | None = None) -> Mesh:
     devices = list(jax.devices() if devices is None else devices)
     if num_seeds % len(devices) == 0:
         return Mesh(np.array(devices), (SEED_AXIS,))
-    if jax.process_count() > 1:
+    processes = {d.process_index for d in devices}
+    if len(processes) > 1:
         raise ValueError(
             f"{num_seeds} seeds do not split evenly over the {len(devices)} devices of "
-            f"{jax.process_count()} processes; use a multiple of {len(devices)} seeds"
+            f"{len(processes)} processes; use a multiple of {len(devices)} seeds"
         )
     used = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
     return Mesh(np.array(devices[:used]), (SEED_AXIS,))
@@ -97,8 +98,13 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def _is_local(mesh: Mesh) -> bool:
+    """Whether this process owns every device of the mesh (always, in a one-process job)."""
+    return all(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
 def _place(tree: PyTree, sharding: NamedSharding) -> PyTree:
-    if jax.process_count() == 1:
+    if _is_local(sharding.mesh):
         return jax.device_put(tree, sharding)
     # Across processes each one holds the same full value (same seeds, same dataset) and
     # hands over only the slices its own devices keep; device_put would first all-gather
@@ -120,10 +126,10 @@ def _commit(tree: PyTree, mesh: Mesh) -> PyTree:
 def shard_seeds(tree: PyTree, mesh: Mesh) -> PyTree:
     """Places a seed-stacked pytree (every leaf [N, ...]) split along axis 0 over the mesh.
 
-    On a one-device mesh outside a multi-process job it only commits the arrays to that
-    device (see :func:`_commit`). Raises ValueError when N does not divide over the mesh.
+    On a one-device mesh it only commits the arrays to that device (see :func:`_commit`).
+    Raises ValueError when N does not divide over the mesh.
     """
-    if mesh.size == 1 and jax.process_count() == 1:
+    if mesh.size == 1 and _is_local(mesh):
         return _commit(tree, mesh)
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         if np.ndim(leaf) == 0 or np.shape(leaf)[0] % mesh.size:
@@ -136,7 +142,7 @@ def shard_seeds(tree: PyTree, mesh: Mesh) -> PyTree:
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     """Places a pytree (e.g. the dataset) whole on every device of the mesh."""
-    if mesh.size == 1 and jax.process_count() == 1:
+    if mesh.size == 1 and _is_local(mesh):
         return _commit(tree, mesh)
     return _place(tree, replicated_sharding(mesh))
 
@@ -157,3 +163,57 @@ def to_host(tree: PyTree) -> PyTree:
     if all(not isinstance(x, jax.Array) or x.is_fully_addressable for x in leaves):
         return jax.device_get(tree)
     return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def addressable_seeds(tree: PyTree) -> tuple[np.ndarray, PyTree]:
+    """The seeds this process holds: (their indices [n] into the seed axis, the tree cut to
+    them, every leaf [n, ...] on this process's first device).
+
+    For work done outside jit, one seed at a time, such as evaluation rollouts in gymnasium.
+    In a one-process job it returns every seed and the tree unchanged. Across processes the
+    mesh splits axis 0 and nothing else, so each seed lives in exactly one process and the
+    processes' indices partition range(N): no seed's rollouts are run twice.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    if all(not isinstance(x, jax.Array) or x.is_fully_addressable for x in leaves):
+        return np.arange(np.shape(leaves[0])[0]), tree
+    indices, local = None, []
+    for leaf in leaves:
+        blocks = {}
+        for shard in leaf.addressable_shards:
+            rows = range(*shard.index[0].indices(leaf.shape[0]))
+            blocks.setdefault(rows.start, (rows, shard.data))
+        ordered = [blocks[start] for start in sorted(blocks)]
+        leaf_indices = np.concatenate([np.arange(r.start, r.stop) for r, _ in ordered])
+        if indices is None:
+            indices = leaf_indices
+        elif not np.array_equal(indices, leaf_indices):
+            raise ValueError("the leaves of this tree are not split over seeds the same way")
+        local.append(np.concatenate([np.asarray(data) for _, data in ordered]))
+    local = jax.device_put(local, jax.local_devices()[0])
+    return indices, jax.tree.unflatten(treedef, local)
+
+
+def gather_seeds(values: Any, indices: Any, num_seeds: int) -> np.ndarray:
+    """Puts per-seed results computed where each seed lives back together, on every process.
+
+    values: [n, ...] for the seeds ``indices`` [n] of :func:`addressable_seeds`.
+    Returns [num_seeds, ...] numpy, identical in every process, exact in any dtype.
+    """
+    values = np.asarray(values)
+    indices = np.asarray(indices)
+    full = np.zeros((num_seeds, *values.shape[1:]), values.dtype)
+    full[indices] = values
+    owned = np.zeros(num_seeds, np.int32)
+    owned[indices] = 1
+    if jax.process_count() > 1:
+        # Through jax arrays 64-bit values would come back 32-bit (x64 is off): move bytes.
+        raw = np.ascontiguousarray(full).reshape(num_seeds, -1).view(np.uint8)
+        gathered = multihost_utils.process_allgather({"raw": raw, "owned": owned})
+        owned = np.asarray(gathered["owned"]).sum(axis=0)
+        owner = np.asarray(gathered["owned"]).argmax(axis=0)
+        raw = np.asarray(gathered["raw"])[owner, np.arange(num_seeds)]
+        full = np.ascontiguousarray(raw).view(values.dtype).reshape(full.shape)
+    if not (owned == 1).all():
+        raise ValueError(f"every seed must come from exactly one process; counts {owned.tolist()}")
+    return full

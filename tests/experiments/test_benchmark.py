@@ -84,10 +84,6 @@ def test_bad_flags_are_reported(tmp_path):
     assert proc.returncode == 2 and "--what" in stderr
 
 
-@pytest.mark.skipif(
-    os.environ.get("LFJAX_MULTIPROCESS_TESTS") != "1",
-    reason="two JAX processes talking over localhost; set LFJAX_MULTIPROCESS_TESTS=1 (~1 min)",
-)
 def test_runs_across_two_processes(tmp_path):
     # jax.distributed on one machine: 2 processes x 2 CPU devices = one 4-device mesh.
     with socket.socket() as s:

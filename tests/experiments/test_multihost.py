@@ -1,0 +1,151 @@
+"""`python -m experiments.run --distributed` as two JAX processes on this machine (2 CPU
+devices each, talking over localhost), against one process holding all 4 devices."""
+
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lfjax.data import generate_dataset
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+FLAGS = [
+    "--env=maze2d-umaze", "--preset=quick", "--num_seeds=4", "--seed=5",
+    "--flow_blocks=2", "--flow_epochs=2", "--flow_batch_size=256",
+    "--num_updates=200", "--eval_every=100", "--eval_episodes=2", "--batch_size=64",
+    "--noprogress",
+]
+
+
+@pytest.fixture(scope="module")
+def minari_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("minari_multihost")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    generate_dataset("maze2d-umaze", num_steps=4000, seed=0, ref_episodes=3, progress=False)
+    yield root
+    os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def _env(root, devices, **extra):
+    return {
+        **os.environ,
+        "MINARI_DATASETS_PATH": str(root),
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        **extra,
+    }
+
+
+def run_one(args, root):
+    """One process with 4 CPU devices."""
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.run", *args],
+        cwd=REPO, env=_env(root, 4), capture_output=True, text=True, timeout=600,
+    )
+
+
+def run_two(args_per_process, root):
+    """Two processes with 2 CPU devices each, one jax.distributed job; -> [(returncode, stdout, stderr)]."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "experiments.run", *args, "--distributed"],
+            cwd=REPO,
+            env=_env(root, 2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                     LFJAX_NUM_PROCESSES="2", LFJAX_PROCESS_ID=str(i)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i, args in enumerate(args_per_process)
+    ]
+    out = []
+    for proc in procs:
+        try:
+            stdout, stderr = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        out.append((proc.returncode, stdout, stderr))
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(minari_root, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("one_process") / "w"
+    proc = run_one([*FLAGS, f"--workdir={workdir}"], minari_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((workdir / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def distributed(minari_root, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("two_processes") / "w"
+    outs = run_two([[*FLAGS, f"--workdir={workdir}"]] * 2, minari_root)
+    for code, _, stderr in outs:
+        assert code == 0, stderr[-3000:]
+    return workdir, outs
+
+
+def _close(a, b):
+    return np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4, atol=1e-5)
+
+
+def test_two_processes_train_like_one(distributed, reference):
+    workdir, outs = distributed
+    ours = json.loads((workdir / "results.json").read_text())
+    assert ours["status"] == "finished" and ours["config"]["seeds"] == [5, 6, 7, 8]
+    assert ours["versions"]["processes"] == "2" and reference["versions"]["processes"] == "1"
+    # The shared flow: each process trained the same one on its own devices.
+    _close(ours["flow"]["best_val_nll"], reference["flow"]["best_val_nll"])
+    assert [p["updates"] for p in ours["curve"]] == [100, 200]
+    for key in ("critic_loss", "actor_loss", "q_mean"):
+        _close([p[key] for p in ours["curve"]], [p[key] for p in reference["curve"]])
+    # Each process rolled out its own two seeds; the scores are the same seeds' episodes.
+    _close(ours["baselines"]["flow BC (z ~ U)"], reference["baselines"]["flow BC (z ~ U)"])
+    _close([p["scores"] for p in ours["curve"]], [p["scores"] for p in reference["curve"]])
+
+
+def test_process_zero_speaks_for_both(distributed):
+    _, ((_, out0, _), (_, out1, _)) = distributed
+    assert "normalized score" in out0 and "pretraining" in out0
+    # Gloo (the CPU collectives library) announces its connections itself; nothing else.
+    assert [line for line in out1.splitlines() if "peer ranks" not in line] == []
+
+
+def test_resume_restores_every_process_part(distributed, minari_root, reference):
+    workdir, _ = distributed
+    copy = workdir.parent / "resumed"
+    shutil.copytree(workdir, copy)
+    shutil.rmtree(copy / "checkpoints" / "200")  # as if stopped after the first chunk
+    outs = run_two([[*FLAGS, f"--workdir={copy}", "--resume"]] * 2, minari_root)
+    for code, _, stderr in outs:
+        assert code == 0, stderr[-3000:]
+    assert "resuming from the checkpoint at 100 updates" in outs[0][1]
+    ours = json.loads((copy / "results.json").read_text())
+    theirs = json.loads((workdir / "results.json").read_text())
+    assert [p["critic_loss"] for p in ours["curve"]] == [p["critic_loss"] for p in theirs["curve"]]
+    assert [p["scores"] for p in ours["curve"]] == [p["scores"] for p in theirs["curve"]]
+
+
+def test_seed_count_that_does_not_split_is_one_clear_line(minari_root, tmp_path):
+    args = [a for a in FLAGS if not a.startswith("--num_seeds")] + ["--num_seeds=3"]
+    outs = run_two([[*args, f"--workdir={tmp_path / 'w'}"]] * 2, minari_root)
+    for code, _, stderr in outs:
+        assert code == 2 and "multiple of 4 seeds" in stderr and "Traceback" not in stderr
+
+
+def test_workdir_not_shared_between_hosts_is_refused(minari_root, tmp_path):
+    # Two different paths stand in for one path that is not on a shared filesystem.
+    outs = run_two([[*FLAGS, f"--workdir={tmp_path / f'host{i}'}"] for i in range(2)], minari_root)
+    for code, _, stderr in outs:
+        assert code == 2 and "is not shared" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert not (tmp_path / "host0" / "checkpoints").exists()
