@@ -1,6 +1,7 @@
 """Batched evaluation: per-seed routing, one episode per copy, normalization, scores."""
 
 import gymnasium
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -101,3 +102,26 @@ def test_normalized_score():
     np.testing.assert_allclose(normalized_score(np.array([23.85, 92.855]), 23.85, 161.86), [0.0, 50.0])
     with pytest.raises(ValueError):
         normalized_score(1.0, 2.0, 2.0)
+
+
+def test_part_of_a_run_gets_the_same_episodes_as_the_whole_run():
+    """What one process of a multi-host run evaluates (seed_indices) equals its rows of the
+    whole run evaluated at once: same environment copies, same resets, same policy noise."""
+
+    def noisy_act(agent_params, flow_params, obs, key):
+        noise = jax.random.uniform(key, (obs.shape[0], 1), minval=-0.1, maxval=0.1)
+        return jnp.clip(agent_params * flow_params + noise + 0.01 * obs[:, :1], -1.0, 1.0)
+
+    def make_env(i):
+        return CountdownEnv(length=2 + i % 3)
+
+    agent = jnp.array([0.5, -0.25, 1.0, 0.1])
+    flow = jnp.ones(4)
+    stats = (np.zeros(2), np.ones(2))
+    whole = evaluate(noisy_act, agent, flow, stats, make_env, num_episodes=3, seed=7)
+    rows = np.array([1, 3])
+    part = evaluate(noisy_act, agent[rows], flow[rows], stats, make_env, num_episodes=3,
+                    seed=7, seed_indices=[1, 3], num_run_seeds=4)
+    np.testing.assert_array_equal(part, whole[rows])
+    with pytest.raises(ValueError, match="seed_indices"):
+        evaluate(noisy_act, agent[:2], flow[:2], stats, make_env, seed_indices=[0, 4], num_run_seeds=4)

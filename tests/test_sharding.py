@@ -50,6 +50,21 @@ def test_distributed_is_opt_in(monkeypatch):
     assert sharding.maybe_initialize_distributed(False) is False
 
 
+def test_addressable_seeds_and_gather_in_one_process():
+    import jax
+
+    from lfjax import sharding
+
+    tree = {"w": jax.numpy.arange(6.0).reshape(3, 2)}
+    indices, local = sharding.addressable_seeds(tree)
+    # One process holds every seed: nothing is copied.
+    assert indices.tolist() == [0, 1, 2] and local is tree
+    scores = np.array([0.1, 1e-12 + 2.0, 3.0], np.float64)
+    np.testing.assert_array_equal(sharding.gather_seeds(scores, indices, 3), scores)
+    with pytest.raises(ValueError, match="exactly one process"):
+        sharding.gather_seeds(scores[:2], [0, 1], 3)
+
+
 def test_seed_mesh_rejects_no_seeds():
     from lfjax import sharding
 

@@ -149,3 +149,18 @@ def test_workdir_not_shared_between_hosts_is_refused(minari_root, tmp_path):
     for code, _, stderr in outs:
         assert code == 2 and "is not shared" in stderr and "Traceback" not in stderr, stderr[-2000:]
     assert not (tmp_path / "host0" / "checkpoints").exists()
+
+
+def test_a_mistake_found_by_one_process_stops_both_with_its_message(minari_root, tmp_path):
+    # Only process 1's workdir holds another run, so only process 1 finds the mistake;
+    # process 0 must not wait for it forever, and says what process 1 found.
+    other = tmp_path / "host1"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"env": "maze2d-umaze", "num_seeds": 99}))
+    outs = run_two([[*FLAGS, f"--workdir={tmp_path / 'host0'}"], [*FLAGS, f"--workdir={other}"]],
+                   minari_root)
+    (code0, _, err0), (code1, _, err1) = outs
+    assert code0 == 2 and code1 == 2
+    assert "different configuration" in err1
+    assert "process 1 of 2" in err0 and "different configuration" in err0
+    assert "Traceback" not in err0 + err1
