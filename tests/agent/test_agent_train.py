@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import ScaleFlow, Transitions, random_transitions
+from conftest import ScaleFlow, Transitions
 
 from lfjax.agent import (
     AWACConfig,

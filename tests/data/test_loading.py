@@ -10,7 +10,6 @@ from lfjax.data import (
     CorruptDatasetError,
     DatasetMismatchError,
     MissingDatasetError,
-    StateStats,
     SubstituteDatasetWarning,
     Transitions,
     compute_state_stats,
