@@ -9,8 +9,9 @@ Which Minari dataset a name loads:
   reference returns belong to gymnasium-robotics' task, so the registry's (ours) are used.
 - <env>-medium: mujoco/<env>/medium-v0; <env>-medium-expert: mujoco/<env>/medium-v0 followed by
   mujoco/<env>/expert-v0 (D4RL's medium-expert is that concatenation);
-  <env>-medium-replay: lfjax/<env>-medium-replay-v0, which the user provides (Minari
-  publishes no medium-replay). When any of these is missing but the generated stand-in
+  <env>-medium-replay: lfjax/<env>-medium-replay-v0, which the user converts from D4RL's hdf5
+  (`python -m experiments.convert_d4rl`, lfjax.data.d4rl_hdf5; Minari publishes no
+  medium-replay). When any of these is missing but the generated stand-in
   lfjax-generated/<name>-v0 (`python -m experiments.make_dataset --env=<name>`) is there, the
   stand-in is loaded instead, with a warning: it is NOT D4RL's data.
 Reference returns: the dataset's ref_min_score / ref_max_score when present, else the registry's.
@@ -45,7 +46,9 @@ class LoadedDataset:
         spec: the registry entry; spec.make_eval_env builds the matching evaluation env.
         minari_id: what was loaded ("a + b" for a concatenation).
         ref_min_score, ref_max_score: reference returns for the normalized score.
-        metadata: our generation settings for a generated maze2d dataset, else {}.
+        metadata: our generation settings for a dataset generated here (maze2d, stand-ins),
+            the provenance of one converted from D4RL's hdf5 (source file, sha256, counts),
+            else {}.
     """
 
     transitions: Transitions
@@ -97,7 +100,8 @@ def load_dataset(env_name: str, minari_id: str | None = None) -> LoadedDataset:
                     f"{' and '.join(absent)} not found; loading the generated stand-in "
                     f"{spec.stand_in_id} instead. It is NOT D4RL data: its normalized scores "
                     f"are not comparable with the paper's. Put the real dataset in "
-                    f"{minari_io.datasets_root()} to use it.",
+                    f"{minari_io.datasets_root()} to use it"
+                    + (f" ({spec.convert_command})." if spec.convert_command else "."),
                     SubstituteDatasetWarning, stacklevel=2,
                 )
                 ids = (spec.stand_in_id,)
@@ -148,9 +152,11 @@ def _read_one(
     ours = metadata.get("lfjax")
     if ours is not None:
         if not ours.get("complete"):
+            converted = minari_id == spec.minari_ids[0] and spec.convert_command is not None
+            again = spec.convert_command if converted else spec.make_dataset_command
             raise CorruptDatasetError(
                 f"{minari_id} at {minari_io.dataset_dir(minari_id)} was left half-written; "
-                f"regenerate it: {spec.make_dataset_command} --overwrite"
+                f"{'convert' if converted else 'regenerate'} it again: {again} --overwrite"
             )
         if ours.get("env_name") != spec.name:
             raise DatasetMismatchError(
@@ -207,8 +213,8 @@ def missing_dataset_message(spec: EnvSpec, missing: list[str]) -> str:
         return (
             f"no dataset for {spec.name}: {names} not found. {where} Minari publishes no "
             f"medium-replay dataset (only simple/medium/expert for the gymnasium v5 envs): put "
-            f"one there as Minari dataset {names} (e.g. converted from D4RL's "
-            f"{spec.name}-v2 hdf5), or pass minari_id= to load another; {stand_in}"
+            f"one there as Minari dataset {names} by converting D4RL's hdf5: "
+            f"`{spec.convert_command}`, or pass minari_id= to load another; {stand_in}"
         )
     return (
         f"no dataset for {spec.name}: {names} not found. {where} Get it on a machine with "

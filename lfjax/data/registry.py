@@ -84,6 +84,26 @@ class EnvSpec:
         return f"python -m experiments.make_dataset --env={self.name}"
 
     @property
+    def d4rl_hdf5_name(self) -> str | None:
+        """medium-replay only: D4RL's file that experiments.convert_d4rl turns into this name's
+        dataset, e.g. "hopper_medium_replay-v2.hdf5"; None for the others (Minari publishes
+        medium and expert, maze2d is generated here)."""
+        if self.kind != "medium-replay":
+            return None
+        return f"{self.name.replace('-', '_')}-v2.hdf5"
+
+    @property
+    def convert_command(self) -> str | None:
+        """medium-replay only: the shell command that converts D4RL's hdf5 into this name's
+        dataset (the path is the user's to fill in); None for the others."""
+        if self.d4rl_hdf5_name is None:
+            return None
+        return (
+            f"python -m experiments.convert_d4rl --env={self.name} "
+            f"--hdf5=<path to D4RL's {self.d4rl_hdf5_name}>"
+        )
+
+    @property
     def stand_in_id(self) -> str | None:
         """Minari id of the generated stand-in of a locomotion dataset; None for maze2d (whose
         real dataset is generated here)."""
@@ -133,7 +153,7 @@ STAND_IN_NUM_STEPS = 100_000
 
 # Minari publishes simple / medium / expert datasets for the gymnasium v5 locomotion envs
 # (mujoco/<env>/<level>-v0); it has no medium-replay. We expect one under lfjax/'s namespace,
-# e.g. converted from D4RL's hdf5 by the user.
+# converted from D4RL's hdf5 by the user (experiments.convert_d4rl).
 _LOCOMOTION = {
     # name: (gymnasium id, Minari env name, obs_dim, action_dim, D4RL (random, expert))
     "halfcheetah": ("HalfCheetah-v5", "halfcheetah", 17, 6, (-280.178953, 12135.0)),
