@@ -34,6 +34,10 @@ class DatasetMismatchError(DatasetError, ValueError):
     """The dataset reads fine but is not the one asked for (other env, other shapes)."""
 
 
+class DatasetPathError(DatasetError, ValueError):
+    """MINARI_DATASETS_PATH does not name a usable directory."""
+
+
 class DatasetExistsError(DatasetError, FileExistsError):
     """Generation refused to overwrite an existing dataset."""
 
@@ -46,8 +50,17 @@ class SubstituteDatasetWarning(UserWarning):
 
 
 def datasets_root() -> pathlib.Path:
-    """Where Minari looks for datasets: $MINARI_DATASETS_PATH, else ~/.minari/datasets."""
+    """Where Minari looks for datasets: $MINARI_DATASETS_PATH, else ~/.minari/datasets.
+
+    Raises DatasetPathError when the variable is set but empty: Minari would then fail deep
+    inside with "No such file or directory: ''".
+    """
     root = os.environ.get("MINARI_DATASETS_PATH")
+    if root is not None and not root.strip():
+        raise DatasetPathError(
+            "MINARI_DATASETS_PATH is set but empty; unset it (Minari then uses "
+            "~/.minari/datasets) or set it to a directory"
+        )
     if root is None:
         root = os.path.join(os.path.expanduser("~"), ".minari", "datasets")
     return pathlib.Path(root)

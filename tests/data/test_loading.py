@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lfjax.data import (
+    DatasetPathError,
     STD_FLOOR,
     CorruptDatasetError,
     DatasetMismatchError,
@@ -193,4 +194,10 @@ def test_empty_data_file_is_reported(small_umaze, minari_root, empty_minari_root
     _copy_dataset(small_umaze, minari_root, empty_minari_root)
     (empty_minari_root / small_umaze / "data" / "main_data.hdf5").write_bytes(b"")
     with pytest.raises(CorruptDatasetError, match="cannot be read"):
+        load_dataset("maze2d-umaze")
+
+
+def test_empty_minari_path_is_refused_with_the_fix(monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", " ")
+    with pytest.raises(DatasetPathError, match="set but empty; unset it"):
         load_dataset("maze2d-umaze")

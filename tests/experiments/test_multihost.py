@@ -12,7 +12,6 @@ import sys
 import numpy as np
 import pytest
 
-from lfjax.data import generate_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FLAGS = [
@@ -21,16 +20,6 @@ FLAGS = [
     "--num_updates=200", "--eval_every=100", "--eval_episodes=2", "--batch_size=64",
     "--noprogress",
 ]
-
-
-@pytest.fixture(scope="module")
-def minari_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari_multihost")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    generate_dataset("maze2d-umaze", num_steps=4000, seed=0, ref_episodes=3, progress=False)
-    yield root
-    os.environ["MINARI_DATASETS_PATH"] = old
 
 
 def _env(root, devices, **extra):
@@ -51,14 +40,14 @@ def run_one(args, root):
     )
 
 
-def run_two(args_per_process, root):
+def run_two(args_per_process, root, module="experiments.run"):
     """Two processes with 2 CPU devices each, one jax.distributed job; -> [(returncode, stdout, stderr)]."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "experiments.run", *args, "--distributed"],
+            [sys.executable, "-m", module, *args, "--distributed"],
             cwd=REPO,
             env=_env(root, 2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
                      LFJAX_NUM_PROCESSES="2", LFJAX_PROCESS_ID=str(i)),
@@ -164,3 +153,24 @@ def test_a_mistake_found_by_one_process_stops_both_with_its_message(minari_root,
     assert "different configuration" in err1
     assert "process 1 of 2" in err0 and "different configuration" in err0
     assert "Traceback" not in err0 + err1
+
+
+def test_flows_per_seed_split_over_both_processes_then_reused(minari_root, tmp_path):
+    # experiments.pretrain_flow --distributed: 4 flows over 4 devices of 2 processes; then
+    # experiments.run --distributed --flow_per_seed picks them up from the shared flow dir.
+    flow_args = ["--env=maze2d-umaze", "--preset=quick", "--num_seeds=4", "--seed=5",
+                 "--flow_blocks=2", "--flow_epochs=2", "--flow_batch_size=256", "--noprogress",
+                 f"--workdir={tmp_path / 'flows'}"]
+    for code, _, stderr in run_two([flow_args] * 2, minari_root, module="experiments.pretrain_flow"):
+        assert code == 0, stderr[-3000:]
+    saved = json.loads((tmp_path / "flows" / "flow" / "flow.json").read_text())
+    assert saved["num_seeds"] == 4 and len(set(saved["best_val_nll"])) == 4
+
+    args = [*FLAGS, "--flow_per_seed", f"--flow_dir={tmp_path / 'flows' / 'flow'}",
+            f"--workdir={tmp_path / 'run'}"]
+    outs = run_two([args] * 2, minari_root)
+    for code, _, stderr in outs:
+        assert code == 0, stderr[-3000:]
+    assert "reusing the pretrained flow" in outs[0][1]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "finished" and results["flow"]["best_val_nll"] == saved["best_val_nll"]

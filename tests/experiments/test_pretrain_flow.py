@@ -6,23 +6,10 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-
-from lfjax.data import generate_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FLOW = ["--env=maze2d-umaze", "--preset=quick", "--seed=1", "--flow_blocks=2", "--flow_epochs=2",
         "--flow_batch_size=256", "--noprogress"]
-
-
-@pytest.fixture(scope="module")
-def minari_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari_flow_cli")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    generate_dataset("maze2d-umaze", num_steps=3000, seed=0, ref_episodes=2, progress=False)
-    yield root
-    os.environ["MINARI_DATASETS_PATH"] = old
 
 
 def cli(module, args, root):

@@ -124,3 +124,16 @@ def test_corrupt_checkpoint_and_results_give_clear_errors(loaded, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     resumed = json.loads((half / "results.json").read_text())
     assert [p["scores"] for p in resumed["curve"]] == [p["scores"] for p in finished["curve"]]
+
+
+@pytest.mark.parametrize("module", ["experiments.run", "experiments.make_dataset"])
+def test_empty_minari_path_is_one_clear_line(module, tmp_path):
+    # Minari itself would fail deep inside with "No such file or directory: ''".
+    env = {**os.environ, "MINARI_DATASETS_PATH": "", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--env=maze2d-umaze", f"--workdir={tmp_path / 'w'}"]
+        if module == "experiments.run" else [sys.executable, "-m", module, "--env=maze2d-umaze"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2 and "MINARI_DATASETS_PATH is set but empty" in proc.stderr
+    assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []

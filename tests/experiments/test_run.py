@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pytest
 
-from lfjax.data import generate_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = [
@@ -20,16 +19,6 @@ TINY = [
     "--num_updates=300", "--eval_every=100", "--eval_episodes=2", "--batch_size=64",
     "--noprogress",
 ]
-
-
-@pytest.fixture(scope="module")
-def minari_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari_run")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    generate_dataset("maze2d-umaze", num_steps=4000, seed=0, ref_episodes=3, progress=False)
-    yield root
-    os.environ["MINARI_DATASETS_PATH"] = old
 
 
 def run(args, root, **kwargs):
