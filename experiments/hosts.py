@@ -10,10 +10,12 @@ host sees, which :func:`check_shared_directory` verifies before anything is trai
 In a one-process job every function here is a plain call or a no-op.
 """
 
+import os
 import pathlib
 import random
+import sys
 import zlib
-from typing import Callable, TypeVar
+from typing import Callable, NoReturn, TypeVar
 
 import jax
 import numpy as np
@@ -146,3 +148,22 @@ def check_shared_directory(directory: pathlib.Path, flag: str) -> None:
             f"process 0 writes there. Every process writes its part of the checkpoints into "
             f"it: put {flag} on a filesystem all hosts mount (NFS, GCS FUSE, ...)"
         )
+
+
+def leave_after_lost_contact(error: BaseException, next_step: str) -> NoReturn:
+    """Ends this process after a collective failed because another process died or the network
+    dropped: one line with the cause and ``next_step`` (what is saved, how to go on), exit
+    status 1.
+
+    Leaves with os._exit: jax.distributed's exit handler would otherwise wait for the dead
+    process at a shutdown barrier until the heartbeat times out, then abort with a core dump.
+    Nothing is left to save by then: checkpoints and result files are written synchronously.
+    """
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    sys.stdout.flush()
+    print(
+        f"error: lost contact with another process of the job ({reason}). {next_step}",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(1)

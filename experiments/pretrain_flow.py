@@ -193,6 +193,12 @@ def main(argv) -> int:
         pipeline.flow_stage(config, loaded, workdir / "flow", progress=FLAGS.progress and leader, log=log)
     except (*user_errors, hosts.OtherProcessError) as e:
         return pipeline.fail(str(e))
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        hosts.leave_after_lost_contact(
+            e, "Rerun the same command on every host (a flow saved completely is reused)"
+        )
     return 0
 
 

@@ -83,6 +83,8 @@ def main(argv) -> int:
 
 def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     """Every stage, in every process of the job; process 0 prints and writes the files."""
+    import jax
+
     from experiments import hosts, pipeline
     from lfjax import sharding
     from lfjax.checkpointing import CheckpointError, write_json
@@ -128,6 +130,13 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         )
     except (*user_errors, hosts.OtherProcessError) as e:
         return pipeline.fail(str(e))
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        hosts.leave_after_lost_contact(
+            e, f"Everything up to the last evaluation is saved in {workdir}; when every host is "
+            "back, rerun the same command on each with --resume",
+        )
     final = results["final"]
     log(
         f"{config.env}: normalized score {final['mean']:.1f} ± {final['std']:.1f} over "

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -40,21 +41,26 @@ def run_one(args, root):
     )
 
 
-def run_two(args_per_process, root, module="experiments.run"):
-    """Two processes with 2 CPU devices each, one jax.distributed job; -> [(returncode, stdout, stderr)]."""
+def start_two(args_per_process, root, module="experiments.run", **popen):
+    """Starts two processes with 2 CPU devices each as one jax.distributed job."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    procs = [
+    return [
         subprocess.Popen(
             [sys.executable, "-m", module, *args, "--distributed"],
             cwd=REPO,
             env=_env(root, 2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
                      LFJAX_NUM_PROCESSES="2", LFJAX_PROCESS_ID=str(i)),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            text=True, **popen,
         )
         for i, args in enumerate(args_per_process)
     ]
+
+
+def run_two(args_per_process, root, module="experiments.run"):
+    """Runs start_two to the end; -> [(returncode, stdout, stderr)] per process."""
+    procs = start_two(args_per_process, root, module, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = []
     for proc in procs:
         try:
@@ -174,3 +180,33 @@ def test_flows_per_seed_split_over_both_processes_then_reused(minari_root, tmp_p
     assert "reusing the pretrained flow" in outs[0][1]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "finished" and results["flow"]["best_val_nll"] == saved["best_val_nll"]
+
+
+def test_a_process_that_dies_stops_the_other_with_one_line_and_loses_nothing(minari_root, tmp_path):
+    workdir = tmp_path / "w"
+    args = [*[a for a in FLAGS if not a.startswith(("--num_updates", "--eval_every"))],
+            "--num_updates=600", "--eval_every=50", f"--workdir={workdir}"]
+    p0, p1 = start_two([args] * 2, minari_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 300
+        while not (workdir / "checkpoints" / "100").exists():
+            assert time.time() < deadline and p0.poll() is None, "no checkpoint appeared"
+            time.sleep(0.1)
+        p1.kill()  # a host lost mid-run
+        p1.communicate()
+        _, stderr = p0.communicate(timeout=120)  # not a heartbeat timeout and a core dump
+    finally:
+        p0.kill()
+        p1.kill()
+    assert p0.returncode == 1, stderr[-3000:]
+    assert "lost contact with another process" in stderr and "--resume" in stderr
+    assert "Traceback" not in stderr
+    saved = json.loads((workdir / "results.json").read_text())
+    assert saved["updates"] >= 100 and saved["status"] == "running"
+
+    # The same command with --resume on both hosts finishes the run from its last checkpoint.
+    outs = run_two([[*args, "--resume"]] * 2, minari_root)
+    for code, _, err in outs:
+        assert code == 0, err[-3000:]
+    assert "resuming from the checkpoint" in outs[0][1]
+    assert json.loads((workdir / "results.json").read_text())["status"] == "finished"
