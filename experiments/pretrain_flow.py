@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from lfjax import pretraining, sharding
@@ -66,7 +67,8 @@ def pretrain(
         jax.random.split(init_keys, num_seeds)
     )
     # Seeds split over the devices, the data copied once to each (one device: committed).
-    if jax.process_count() > 1 and num_seeds % jax.device_count():
+    trained_in_each_process = jax.process_count() > 1 and num_seeds % jax.device_count() != 0
+    if trained_in_each_process:
         # A shared flow across hosts: every process trains the same one on its own devices
         # (same keys, same data) rather than leave all but one process idle.
         mesh = sharding.seed_mesh(num_seeds, jax.local_devices())
@@ -107,6 +109,10 @@ def pretrain(
             )
     bar.close()
     state = sharding.to_host(state)
+    if trained_in_each_process:
+        # Identical on identical hardware; elsewhere rounding may differ, and every process
+        # must decode with the flow that process 0 saves.
+        state = multihost_utils.broadcast_one_to_all(state)
     return PretrainOutput(
         flow=flow,
         best_params=jax.tree_util.tree_map(jnp.asarray, state.best_params),
