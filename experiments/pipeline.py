@@ -55,10 +55,35 @@ def quiet(message: str) -> None:
     """The log of processes other than 0 in a multi-process job: process 0 speaks for all."""
 
 
+# What a command reports as one line on stderr with exit status 2 (the user can fix it).
+USER_ERRORS = (UserError, CheckpointError, ValueError)
+
+
 def join_processes(distributed: bool) -> None:
     """Joins the multi-process job when --distributed (or LFJAX_DISTRIBUTED=1) asks for it.
     Must come before anything touches a device."""
     sharding.maybe_initialize_distributed(distributed or None)
+
+
+def job_output(progress: bool) -> tuple[Log, bool]:
+    """This process's log and whether it shows progress bars: process 0 speaks for the job."""
+    if hosts.is_leader():
+        return log_line, progress
+    return quiet, False
+
+
+def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
+    """Runs a command's stages and returns its exit status. A user-facing error, in this or any
+    other process of the job, is one line on stderr and status 2; lost contact with another
+    process is one line (with ``after_lost_contact``: what is saved, how to go on) and status 1."""
+    try:
+        return stages()
+    except (*USER_ERRORS, hosts.OtherProcessError) as e:
+        return fail(str(e))
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise  # one process: a bug, shown whole
+        hosts.leave_after_lost_contact(e, after_lost_contact)
 
 
 def versions() -> dict[str, str]:
@@ -107,6 +132,17 @@ def normalized(transitions: data.Transitions, stats: data.StateStats) -> data.Tr
         observations=data.normalize_states(transitions.observations, stats),
         next_observations=data.normalize_states(transitions.next_observations, stats),
     )
+
+
+def shared_dataset(env: str, *, generate_if_missing: bool, log: Log = log_line) -> data.LoadedDataset:
+    """prepare_dataset in every process of the job, process 0 first (the others may then find
+    the dataset it generated on a shared disk), then a check that all loaded the same data."""
+    loaded = hosts.together(
+        lambda: prepare_dataset(env, generate_if_missing=generate_if_missing, log=log),
+        USER_ERRORS, leader_first=True,
+    )
+    check_same_dataset(loaded)
+    return loaded
 
 
 def check_same_dataset(loaded: data.LoadedDataset) -> None:

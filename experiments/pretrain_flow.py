@@ -18,6 +18,7 @@ from absl import app, flags
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
+from experiments import shared_flags
 from lfjax import pretraining, sharding
 from lfjax.flows import ConditionalFlow, FlowParams
 
@@ -146,12 +147,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_seeds", 1, "Flows trained at once (vmapped).")
     flags.DEFINE_integer("seed", 0, "Base random seed.")
     flags.DEFINE_string("preset", "paper", "paper: SPEC.md settings; quick: minutes on a CPU.")
-    flags.DEFINE_integer("flow_epochs", None, "Override the number of epochs (default: per dataset).")
-    flags.DEFINE_integer("flow_batch_size", None, "Override the batch size (paper: 1024).")
-    flags.DEFINE_integer("flow_blocks", None, "Override the number of flow blocks (paper: 12).")
     flags.DEFINE_string("workdir", None, "The flow goes to <workdir>/flow (default runs/<env>-flow).")
-    flags.DEFINE_bool("progress", True, "Show a progress bar.")
-    flags.DEFINE_bool("distributed", False, "Join a multi-process job (jax.distributed); see README.md.")
+    shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
 
 def main(argv) -> int:
@@ -162,19 +159,11 @@ def main(argv) -> int:
     if (status := pipeline.start_cli(argv)) is not None:
         return status
     from lfjax import data
-    from lfjax.checkpointing import CheckpointError
     from lfjax.config import RunConfig
 
     try:
         data.get_env_spec(FLAGS.env)
-        flow = config_from_flags(
-            FLAGS.preset,
-            {
-                "num_epochs": FLAGS.flow_epochs,
-                "batch_size": FLAGS.flow_batch_size,
-                "num_blocks": FLAGS.flow_blocks,
-            },
-        )
+        flow = config_from_flags(FLAGS.preset, shared_flags.flow_overrides())
         # --num_seeds flows, one per seed (experiments.run reuses them with --flow_per_seed).
         config = RunConfig(
             env=FLAGS.env, flow=flow, num_seeds=FLAGS.num_seeds, seed=FLAGS.seed, flow_per_seed=True
@@ -182,30 +171,22 @@ def main(argv) -> int:
         config.validate()
     except ValueError as e:
         return pipeline.fail(str(e))
-    workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-flow")
+    flow_dir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-flow") / "flow"
     # Only after the flags are known good: joining waits for every process of the job.
     pipeline.join_processes(FLAGS.distributed)
     from experiments import hosts
 
-    leader = hosts.is_leader()
-    log = pipeline.log_line if leader else pipeline.quiet
-    user_errors = (ValueError, pipeline.UserError, CheckpointError)
-    try:
-        hosts.check_shared_directory(workdir / "flow", "--workdir")
-        loaded = hosts.together(
-            lambda: pipeline.prepare_dataset(FLAGS.env, generate_if_missing=False, log=log), user_errors
-        )
-        pipeline.check_same_dataset(loaded)
-        pipeline.flow_stage(config, loaded, workdir / "flow", progress=FLAGS.progress and leader, log=log)
-    except (*user_errors, hosts.OtherProcessError) as e:
-        return pipeline.fail(str(e))
-    except jax.errors.JaxRuntimeError as e:
-        if jax.process_count() == 1:
-            raise
-        hosts.leave_after_lost_contact(
-            e, "Rerun the same command on every host (a flow saved completely is reused)"
-        )
-    return 0
+    log, progress = pipeline.job_output(FLAGS.progress)
+
+    def stages():
+        hosts.check_shared_directory(flow_dir, "--workdir")
+        loaded = pipeline.shared_dataset(FLAGS.env, generate_if_missing=False, log=log)
+        pipeline.flow_stage(config, loaded, flow_dir, progress=progress, log=log)
+        return 0
+
+    return pipeline.run_stages(
+        stages, after_lost_contact="Rerun the same command on every host (a flow saved completely is reused)"
+    )
 
 
 if __name__ == "__main__":

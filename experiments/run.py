@@ -12,6 +12,8 @@ import sys
 
 from absl import app, flags
 
+from experiments import shared_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("env", None, "Dataset / environment name, e.g. maze2d-umaze.")
 flags.DEFINE_string("preset", "paper", "paper: SPEC.md settings (hours on a CPU); quick: minutes on a CPU.")
@@ -22,9 +24,6 @@ flags.DEFINE_string("flow_dir", None, "Pretrained flow to reuse or create (defau
 flags.DEFINE_bool("flow_per_seed", None, "Pretrain one flow per seed instead of one shared flow "
                   "(the official protocol shares one).")
 flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
-flags.DEFINE_bool("progress", True, "Show progress bars.")
-flags.DEFINE_bool("distributed", False, "Join a multi-process job (jax.distributed): every host "
-                  "runs this same command; see README.md.")
 # Overrides of the main hyperparameters (None: the preset's value).
 flags.DEFINE_integer("num_updates", None, "AWAC updates per seed.")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations and checkpoints.")
@@ -34,12 +33,9 @@ flags.DEFINE_float("awac_lambda", None, "AWAC temperature lambda.")
 flags.DEFINE_float("tau", None, "Target-critic Polyak step.")
 flags.DEFINE_float("actor_lr", None, "Actor learning rate.")
 flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
-flags.DEFINE_integer("flow_epochs", None, "Flow-pretraining epochs (default: per dataset).")
-flags.DEFINE_integer("flow_batch_size", None, "Flow-pretraining batch size.")
-flags.DEFINE_integer("flow_blocks", None, "Flow blocks.")
+shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr")
-FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flow_blocks": "num_blocks"}
 RUN_FLAGS = ("num_updates", "eval_every", "eval_episodes", "num_seeds", "seed", "flow_per_seed")
 
 
@@ -53,9 +49,7 @@ def build_config():
     agent = dataclasses.replace(
         config.agent, **{k: getattr(FLAGS, k) for k in AGENT_FLAGS if getattr(FLAGS, k) is not None}
     )
-    flow = dataclasses.replace(
-        config.flow, **{v: getattr(FLAGS, k) for k, v in FLOW_FLAGS.items() if getattr(FLAGS, k) is not None}
-    )
+    flow = dataclasses.replace(config.flow, **shared_flags.flow_overrides())
     run = {k: getattr(FLAGS, k) for k in RUN_FLAGS if getattr(FLAGS, k) is not None}
     config = dataclasses.replace(config, agent=agent, flow=flow, **run)
     config.validate()
@@ -83,34 +77,26 @@ def main(argv) -> int:
 
 def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     """Every stage, in every process of the job; process 0 prints and writes the files."""
-    import jax
-
     from experiments import hosts, pipeline
     from lfjax import sharding
-    from lfjax.checkpointing import CheckpointError, write_json
+    from lfjax.checkpointing import write_json
 
-    user_errors = (pipeline.UserError, CheckpointError, ValueError)
-    leader = hosts.is_leader()
-    log = pipeline.log_line if leader else pipeline.quiet
-    progress = FLAGS.progress and leader
-    try:
+    log, progress = pipeline.job_output(FLAGS.progress)
+
+    def stages():
         sharding.seed_mesh(config.num_seeds)  # across hosts: a seed count that does not split
-        hosts.together(lambda: check_workdir(workdir, config, FLAGS.resume), user_errors)
+        hosts.together(lambda: check_workdir(workdir, config, FLAGS.resume), pipeline.USER_ERRORS)
         hosts.barrier("lfjax-workdir-checked")  # before process 0 writes config.json
         hosts.check_shared_directory(workdir, "--workdir")
         if flow_dir.absolute() != (workdir / "flow").absolute():
             hosts.check_shared_directory(flow_dir, "--flow_dir")
-        loaded = hosts.together(
-            lambda: pipeline.prepare_dataset(config.env, generate_if_missing=True, log=log),
-            user_errors, leader_first=True,
-        )
-        pipeline.check_same_dataset(loaded)
+        loaded = pipeline.shared_dataset(config.env, generate_if_missing=True, log=log)
         if config.agent.batch_size > loaded.transitions.actions.shape[0]:
             raise pipeline.UserError(
                 f"--batch_size={config.agent.batch_size} is larger than the dataset "
                 f"({loaded.transitions.actions.shape[0]} transitions); pass a smaller --batch_size"
             )
-        if leader:
+        if hosts.is_leader():
             workdir.mkdir(parents=True, exist_ok=True)
             write_json(workdir / "config.json", config.to_dict())
         pretrained = pipeline.flow_stage(config, loaded, flow_dir, progress=progress, log=log)
@@ -128,22 +114,19 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
             config, loaded, pretrained, workdir,
             resume=FLAGS.resume, progress=progress, log=log, results_base=base,
         )
-    except (*user_errors, hosts.OtherProcessError) as e:
-        return pipeline.fail(str(e))
-    except jax.errors.JaxRuntimeError as e:
-        if jax.process_count() == 1:
-            raise
-        hosts.leave_after_lost_contact(
-            e, f"Everything up to the last evaluation is saved in {workdir}; when every host is "
-            "back, rerun the same command on each with --resume",
+        final = results["final"]
+        log(
+            f"{config.env}: normalized score {final['mean']:.1f} ± {final['std']:.1f} over "
+            f"{config.num_seeds} seeds after {results['updates']} updates "
+            f"(flow BC {results['baselines']['flow BC (z ~ U)']:.1f}, random 0); results in {workdir}"
         )
-    final = results["final"]
-    log(
-        f"{config.env}: normalized score {final['mean']:.1f} ± {final['std']:.1f} over "
-        f"{config.num_seeds} seeds after {results['updates']} updates "
-        f"(flow BC {results['baselines']['flow BC (z ~ U)']:.1f}, random 0); results in {workdir}"
+        return 0
+
+    return pipeline.run_stages(
+        stages,
+        after_lost_contact=f"Everything up to the last evaluation is saved in {workdir}; when "
+        "every host is back, rerun the same command on each with --resume",
     )
-    return 0
 
 
 def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:

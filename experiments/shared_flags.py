@@ -1,0 +1,26 @@
+"""The command-line flags that `experiments.run` and `experiments.pretrain_flow` share.
+
+Kept apart from experiments.pipeline (which imports JAX) so that defining flags, and
+rejecting bad ones, stays instant.
+"""
+
+from absl import flags
+
+# Flag name -> FlowTrainConfig field.
+FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flow_blocks": "num_blocks"}
+
+
+def define() -> None:
+    """Defines the shared flags in absl's global registry (once per program)."""
+    flags.DEFINE_integer("flow_epochs", None, "Flow-pretraining epochs (default: per dataset).")
+    flags.DEFINE_integer("flow_batch_size", None, "Flow-pretraining batch size (paper: 1024).")
+    flags.DEFINE_integer("flow_blocks", None, "Flow blocks (paper: 12).")
+    flags.DEFINE_bool("progress", True, "Show progress bars.")
+    flags.DEFINE_bool("distributed", False, "Join a multi-process job (jax.distributed): every "
+                      "host runs this same command; see README.md.")
+
+
+def flow_overrides() -> dict:
+    """FlowTrainConfig fields set on the command line: {field: value}."""
+    return {field: getattr(flags.FLAGS, name) for name, field in FLOW_FLAGS.items()
+            if getattr(flags.FLAGS, name) is not None}
