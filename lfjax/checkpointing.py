@@ -59,9 +59,9 @@ def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
     """Restores the pytree saved under ``directory``, checked against ``like``.
 
     ``like`` is a pytree of arrays or ``jax.ShapeDtypeStruct`` (``jax.eval_shape`` of an
-    init function gives one for free); the restored arrays get its leaves' shardings. The stored tree must have exactly its structure,
-    shapes and dtypes; anything else raises :class:`CheckpointError` naming the first
-    difference, instead of restoring part of it.
+    init function gives one for free); the restored arrays get its leaves' shardings. The
+    stored tree must have exactly its structure, shapes and dtypes; anything else raises
+    :class:`CheckpointError` naming the first difference, instead of restoring part of it.
     """
     directory = pathlib.Path(directory).absolute()
     if not directory.is_dir():

@@ -11,6 +11,9 @@ program in which every device trains its own slice of seeds and no data crosses 
     dataset = replicate(dataset, mesh)      # stored once per device, whatever N is
     states, metrics = train(states, dataset)  # outputs stay split over "seeds"
     metrics = to_host(metrics)              # numpy, on every process
+    # Per-seed work outside jit (evaluation rollouts): each process does its own seeds.
+    indices, mine = addressable_seeds(states.actor_params)
+    scores = gather_seeds(evaluate(mine), indices, num_seeds)
 
 Across hosts, the same program runs in every process after :func:`maybe_initialize_distributed`
 (``jax.distributed.initialize``); ``jax.devices()`` is then the global device list, the mesh
