@@ -472,8 +472,8 @@ def main(argv) -> int:
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 2
-    sharding.maybe_initialize_distributed(FLAGS.distributed or None)
     try:
+        sharding.maybe_initialize_distributed(FLAGS.distributed or None)
         sizes, seed_counts, stages = parse_flags()
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

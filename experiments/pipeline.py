@@ -61,8 +61,22 @@ USER_ERRORS = (UserError, CheckpointError, ValueError)
 
 def join_processes(distributed: bool) -> None:
     """Joins the multi-process job when --distributed (or LFJAX_DISTRIBUTED=1) asks for it.
-    Must come before anything touches a device."""
-    sharding.maybe_initialize_distributed(distributed or None)
+    Must come before anything touches a device. UserError when the job is not described."""
+    import os
+
+    if sharding.distributed_requested(distributed or None):
+        # Said first: joining blocks until every process is there, and if the coordinator
+        # never answers JAX ends the process itself after its timeout (5 min).
+        address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+        process, count = os.environ.get("LFJAX_PROCESS_ID"), os.environ.get("LFJAX_NUM_PROCESSES")
+        where = f"at {address}" if address else "(coordinator from the cluster environment)"
+        who = f" as process {process} of {count}" if process and count else ""
+        print(f"joining the multi-process job {where}{who}; it starts when every process has "
+              "joined", file=sys.stderr, flush=True)
+    try:
+        sharding.maybe_initialize_distributed(distributed or None)
+    except ValueError as e:
+        raise UserError(f"--distributed: {e}") from e
 
 
 def job_output(progress: bool) -> tuple[Log, bool]:

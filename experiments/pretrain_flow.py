@@ -173,7 +173,10 @@ def main(argv) -> int:
         return pipeline.fail(str(e))
     flow_dir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-flow") / "flow"
     # Only after the flags are known good: joining waits for every process of the job.
-    pipeline.join_processes(FLAGS.distributed)
+    try:
+        pipeline.join_processes(FLAGS.distributed)
+    except pipeline.UserError as e:
+        return pipeline.fail(str(e))
     from experiments import hosts
 
     log, progress = pipeline.job_output(FLAGS.progress)

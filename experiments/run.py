@@ -71,7 +71,10 @@ def main(argv) -> int:
     workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-{FLAGS.preset}")
     flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
     # Only after the flags are known good: joining waits for every process of the job.
-    pipeline.join_processes(FLAGS.distributed)
+    try:
+        pipeline.join_processes(FLAGS.distributed)
+    except pipeline.UserError as e:
+        return pipeline.fail(str(e))
     return run(config, workdir, flow_dir)
 
 

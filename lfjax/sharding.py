@@ -33,6 +33,13 @@ SEED_AXIS = "seeds"
 PyTree = Any
 
 
+def distributed_requested(enabled: bool | None = None) -> bool:
+    """enabled, or when it is None the environment variable LFJAX_DISTRIBUTED (1/true/yes)."""
+    if enabled is None:
+        return os.environ.get("LFJAX_DISTRIBUTED", "").lower() in ("1", "true", "yes")
+    return enabled
+
+
 def maybe_initialize_distributed(enabled: bool | None = None) -> bool:
     """Joins a multi-process JAX job when asked to; returns whether it did.
 
@@ -40,18 +47,29 @@ def maybe_initialize_distributed(enabled: bool | None = None) -> bool:
     When enabled, calls ``jax.distributed.initialize``, which auto-detects SLURM, Open MPI,
     Kubernetes and Cloud TPU jobs; elsewhere set ``JAX_COORDINATOR_ADDRESS`` (host:port of
     process 0, read by JAX itself), ``LFJAX_NUM_PROCESSES`` and ``LFJAX_PROCESS_ID``.
-    Must run before anything else touches a device, and in every process.
+    Must run before anything else touches a device, and in every process. Raises ValueError
+    naming the fix when the job is not described (no coordinator, ids that are not integers).
     """
-    if enabled is None:
-        enabled = os.environ.get("LFJAX_DISTRIBUTED", "").lower() in ("1", "true", "yes")
-    if not enabled:
+    if not distributed_requested(enabled):
         return False
-    num_processes = os.environ.get("LFJAX_NUM_PROCESSES")
-    process_id = os.environ.get("LFJAX_PROCESS_ID")
-    jax.distributed.initialize(
-        num_processes=int(num_processes) if num_processes else None,
-        process_id=int(process_id) if process_id else None,
+    setup = (
+        "set JAX_COORDINATOR_ADDRESS (host:port of process 0), LFJAX_NUM_PROCESSES and "
+        "LFJAX_PROCESS_ID (0, 1, ...) on every host, or launch under SLURM, Open MPI, "
+        "Kubernetes or on Cloud TPU, where they are detected"
     )
+    ids = {}
+    for name in ("LFJAX_NUM_PROCESSES", "LFJAX_PROCESS_ID"):
+        value = os.environ.get(name, "").strip()
+        try:
+            ids[name] = int(value) if value else None
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not an integer; {setup}") from None
+    try:
+        jax.distributed.initialize(
+            num_processes=ids["LFJAX_NUM_PROCESSES"], process_id=ids["LFJAX_PROCESS_ID"]
+        )
+    except ValueError as e:  # e.g. "coordinator_address should be defined."
+        raise ValueError(f"cannot join a multi-process job ({e}); {setup}") from e
     return True
 
 

@@ -210,3 +210,14 @@ def test_a_process_that_dies_stops_the_other_with_one_line_and_loses_nothing(min
         assert code == 0, err[-3000:]
     assert "resuming from the checkpoint" in outs[0][1]
     assert json.loads((workdir / "results.json").read_text())["status"] == "finished"
+
+
+def test_distributed_without_a_coordinator_says_what_to_set(minari_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", *FLAGS, f"--workdir={tmp_path / 'w'}", "--distributed"],
+        cwd=REPO, env={k: v for k, v in _env(minari_root, 2).items() if k != "JAX_COORDINATOR_ADDRESS"},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "JAX_COORDINATOR_ADDRESS" in proc.stderr and "LFJAX_PROCESS_ID" in proc.stderr
+    assert not (tmp_path / "w").exists()
