@@ -7,6 +7,7 @@ evaluation rollouts, result files. The training itself is the pure, jitted code 
 import csv
 import dataclasses
 import importlib.metadata
+import os
 import pathlib
 import sys
 import time
@@ -62,8 +63,6 @@ USER_ERRORS = (UserError, CheckpointError, ValueError)
 def join_processes(distributed: bool) -> None:
     """Joins the multi-process job when --distributed (or LFJAX_DISTRIBUTED=1) asks for it.
     Must come before anything touches a device. UserError when the job is not described."""
-    import os
-
     if sharding.distributed_requested(distributed or None):
         # Said first: joining blocks until every process is there, and if the coordinator
         # never answers JAX ends the process itself after its timeout (5 min).
@@ -86,6 +85,18 @@ def job_output(progress: bool) -> tuple[Log, bool]:
     return quiet, False
 
 
+def check_writable(directory: pathlib.Path, flag: str) -> None:
+    """UserError unless ``directory`` exists as a writable directory or can be created;
+    creates nothing (a run refused later must leave no trace)."""
+    existing = directory.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{flag}={directory}: {existing} is a file, not a directory; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}={directory}: {existing} is not writable; choose another {flag}")
+
+
 def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
     """Runs a command's stages and returns its exit status. A user-facing error, in this or any
     other process of the job, is one line on stderr and status 2; lost contact with another
@@ -94,6 +105,9 @@ def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
         return stages()
     except (*USER_ERRORS, hosts.OtherProcessError) as e:
         return fail(str(e))
+    except OSError as e:  # a full disk, a directory that vanished: the environment, not a bug
+        return fail(f"{e}; check the path, its permissions and the free disk space (files "
+                    "written before this are intact)")
     except jax.errors.JaxRuntimeError as e:
         if jax.process_count() == 1:
             raise  # one process: a bug, shown whole

@@ -182,6 +182,7 @@ def main(argv) -> int:
     log, progress = pipeline.job_output(FLAGS.progress)
 
     def stages():
+        hosts.together(lambda: pipeline.check_writable(flow_dir, "--workdir"), pipeline.USER_ERRORS)
         hosts.check_shared_directory(flow_dir, "--workdir")
         loaded = pipeline.shared_dataset(FLAGS.env, generate_if_missing=False, log=log)
         pipeline.flow_stage(config, loaded, flow_dir, progress=progress, log=log)

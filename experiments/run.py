@@ -88,7 +88,12 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
 
     def stages():
         sharding.seed_mesh(config.num_seeds)  # across hosts: a seed count that does not split
-        hosts.together(lambda: check_workdir(workdir, config, FLAGS.resume), pipeline.USER_ERRORS)
+        def check_dirs():
+            pipeline.check_writable(workdir, "--workdir")
+            pipeline.check_writable(flow_dir, "--flow_dir")
+            check_workdir(workdir, config, FLAGS.resume)
+
+        hosts.together(check_dirs, pipeline.USER_ERRORS)
         hosts.barrier("lfjax-workdir-checked")  # before process 0 writes config.json
         hosts.check_shared_directory(workdir, "--workdir")
         if flow_dir.absolute() != (workdir / "flow").absolute():

@@ -137,3 +137,15 @@ def test_empty_minari_path_is_one_clear_line(module, tmp_path):
     )
     assert proc.returncode == 2 and "MINARI_DATASETS_PATH is set but empty" in proc.stderr
     assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_workdir_inside_a_file_is_one_clear_line(minari_root, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "--env=maze2d-umaze", "--preset=quick",
+         f"--workdir={tmp_path / 'a_file' / 'w'}", "--noprogress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "is a file, not a directory; choose another --workdir" in proc.stderr
