@@ -405,6 +405,23 @@ def _eval_seed(config: RunConfig, updates: int) -> int:
     return (config.seed * 1_000_003 + updates) % (2**31 - 1)
 
 
+def frozen_flows(pretrained: PretrainedFlow, num_seeds: int):
+    """Every seed's frozen decoder parameters [num_seeds, ...]: one shared flow is repeated."""
+    flow_params = pretrained.params
+    if pretrained.num_seeds != num_seeds:  # one shared flow: every seed's agent decodes with it
+        flow_params = jax.tree_util.tree_map(
+            lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), flow_params
+        )
+    return jax.jit(jax.vmap(pretrained.flow.freeze))(flow_params)
+
+
+def agent_init(config: RunConfig, pretrained: PretrainedFlow, obs_dim: int) -> tuple[Callable, jax.Array]:
+    """(init, keys): ``jax.vmap(init)(keys)`` gives every seed's fresh agent state."""
+    init = agent.make_init(config.agent, pretrained.flow, obs_dim)
+    seeds = [config.seed + i for i in range(config.num_seeds)]
+    return init, jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in seeds])
+
+
 def agent_stage(
     config: RunConfig,
     loaded: data.LoadedDataset,
@@ -420,18 +437,12 @@ def agent_stage(
     Returns the results dict (also written to the workdir after every evaluation)."""
     flow = pretrained.flow
     num_seeds = config.num_seeds
-    flow_params = pretrained.params
-    if pretrained.num_seeds != num_seeds:  # one shared flow: every seed's agent decodes with it
-        flow_params = jax.tree_util.tree_map(
-            lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), flow_params
-        )
-    frozen = jax.jit(jax.vmap(flow.freeze))(flow_params)
+    frozen = frozen_flows(pretrained, num_seeds)
     stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
     dataset = normalized(loaded.transitions, stats)
     seeds = [config.seed + i for i in range(num_seeds)]
 
-    init = agent.make_init(config.agent, flow, loaded.spec.obs_dim)
-    init_keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in seeds])
+    init, init_keys = agent_init(config, pretrained, loaded.spec.obs_dim)
     states = jax.jit(jax.vmap(init))(init_keys)
     # Seeds split over the local devices, the dataset copied once to each (one device: committed).
     mesh = sharding.seed_mesh(num_seeds)
@@ -508,6 +519,7 @@ def agent_stage(
                  for k, v in metrics.items() if k != "finite"}
         curve.append({
             "updates": updates,
+            "eval_seed": _eval_seed(config, updates),  # experiments.evaluate --eval_seed redoes it
             "scores": scores.tolist(),
             "mean": float(scores[~failed].mean() if (~failed).any() else scores.mean()),
             "std": float(scores[~failed].std() if (~failed).any() else scores.std()),

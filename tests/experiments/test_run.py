@@ -110,3 +110,49 @@ def test_workdir_of_another_config_is_refused(finished, minari_root):
     assert proc.returncode == 2 and "different configuration" in proc.stderr
     proc = run([*TINY, f"--workdir={workdir}"], minari_root)
     assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def evaluate(args, root):
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-m", "experiments.evaluate", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_evaluate_reproduces_the_runs_last_evaluation(finished, minari_root):
+    workdir, _ = finished
+    last = json.loads((workdir / "results.json").read_text())["curve"][-1]
+    proc = evaluate([f"--workdir={workdir}", "--episodes=2", f"--eval_seed={last['eval_seed']}"], minari_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((workdir / "evaluations" / f"step-300-2ep-sample-seed{last['eval_seed']}.json").read_text())
+    assert record["step"] == 300 and record["seeds"] == [3, 4]
+    assert record["scores"] == last["scores"]  # same checkpoint, episodes and noise: same scores
+    assert np.asarray(record["returns"]).shape == (2, 2) and "normalized score" in proc.stdout
+
+
+def test_evaluate_an_earlier_checkpoint_with_mean_actions(finished, minari_root):
+    workdir, _ = finished
+    runs = [evaluate([f"--workdir={workdir}", "--step=200", "--episodes=3", "--deterministic"], minari_root)
+            for _ in range(2)]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((workdir / "evaluations" / "step-200-3ep-mean-seed0.json").read_text())
+    assert record["actions"] == "mean" and np.asarray(record["normalized"]).shape == (2, 3)
+    assert runs[0].stdout == runs[1].stdout  # deterministic policy, same episodes
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--step=100"], "choose --step from [200, 300]"),
+        (["--episodes=0"], "--episodes must be positive"),
+    ],
+)
+def test_evaluate_bad_input_is_one_clear_line(finished, minari_root, args, message):
+    workdir, _ = finished
+    proc = evaluate([f"--workdir={workdir}", *args], minari_root)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evaluate_a_directory_without_a_run(minari_root, tmp_path):
+    proc = evaluate([f"--workdir={tmp_path}"], minari_root)
+    assert proc.returncode == 2 and "holds no experiments.run results" in proc.stderr

@@ -1,0 +1,122 @@
+"""Evaluate the agents a run saved, again: more episodes, an earlier checkpoint, or the
+policy's mean instead of a sample.
+
+    python -m experiments.evaluate --workdir=runs/umaze --episodes=100 [--step=N] [--deterministic]
+
+Reads <workdir>/config.json, the flow (<workdir>/flow or --flow_dir) and the orbax checkpoint
+of --step (default: the latest), rolls out --episodes episodes per seed in the real
+environment, prints the normalized score per seed and mean ± std over seeds, and writes every
+episode's return to <workdir>/evaluations/step-<N>-<E>ep-<sample|mean>-seed<S>.json.
+With the --episodes and --eval_seed of one of the run's own evaluations (results.json records
+each one's eval_seed), it reproduces that evaluation's scores.
+"""
+
+import pathlib
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "The experiments.run directory to evaluate.")
+flags.DEFINE_string("flow_dir", None, "The run's flow, when it was not <workdir>/flow.")
+flags.DEFINE_integer("episodes", 100, "Episodes per seed.")
+flags.DEFINE_integer("step", None, "Checkpoint (number of updates) to evaluate; default: the latest.")
+flags.DEFINE_bool("deterministic", False, "Act with the actor's mean latent, tanh(mean), instead "
+                  "of a sample (the paper and the run's own evaluations sample).")
+flags.DEFINE_integer("eval_seed", 0, "Episode copy i is reset with eval_seed + i; the policy's "
+                     "noise comes from PRNGKey(eval_seed).")
+
+
+def main(argv) -> int:
+    from experiments import pipeline
+
+    if (status := pipeline.start_cli(argv)) is not None:
+        return status
+    if FLAGS.episodes < 1:
+        return pipeline.fail(f"--episodes must be positive, got {FLAGS.episodes}")
+    if FLAGS.step is not None and FLAGS.step < 1:
+        return pipeline.fail(f"--step must be positive, got {FLAGS.step}")
+    workdir = pathlib.Path(FLAGS.workdir)
+    flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
+    return pipeline.run_stages(lambda: evaluate_run(workdir, flow_dir), after_lost_contact="")
+
+
+def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
+    import jax
+    import numpy as np
+
+    from experiments import pipeline
+    from lfjax import agent, data, evaluation
+    from lfjax.checkpointing import read_json, restore_tree, write_json
+    from lfjax.config import RunConfig
+    from lfjax.flow_checkpoint import load_pretrained_flow
+
+    if not (workdir / "config.json").is_file() or not (workdir / "results.json").is_file():
+        raise pipeline.UserError(
+            f"{workdir} holds no experiments.run results (config.json and results.json); "
+            "pass the --workdir of a run"
+        )
+    config = RunConfig.from_dict(read_json(workdir / "config.json"))
+    spec = data.get_env_spec(config.env)
+    refs = read_json(workdir / "results.json")["dataset"]
+    pretrained = load_pretrained_flow(flow_dir)
+    if pretrained.num_seeds not in (1, config.num_seeds):
+        raise pipeline.UserError(
+            f"the flow in {flow_dir} has {pretrained.num_seeds} seeds, the run {config.num_seeds}: "
+            "it is not this run's flow; pass the run's --flow_dir"
+        )
+
+    manager = pipeline._checkpoint_manager(workdir)
+    steps = sorted(manager.all_steps())
+    step = FLAGS.step if FLAGS.step is not None else (steps[-1] if steps else None)
+    if step not in steps:
+        raise pipeline.UserError(
+            f"no checkpoint {step} in {workdir / pipeline.CHECKPOINTS} (it keeps the last two "
+            f"evaluations): choose --step from {steps}" if steps else
+            f"{workdir} has no checkpoint yet: the run saves one at each evaluation"
+        )
+    init, keys = pipeline.agent_init(config, pretrained, spec.obs_dim)
+    like = jax.eval_shape(jax.vmap(init), keys)
+    states = restore_tree(workdir / pipeline.CHECKPOINTS / str(step) / "state", like)
+    actor_params = jax.device_put(states.actor_params)
+
+    act = agent.make_act(config.agent, pretrained.flow, deterministic=FLAGS.deterministic)
+    stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
+    returns = evaluation.evaluate(
+        act, actor_params, pipeline.frozen_flows(pretrained, config.num_seeds), stats,
+        lambda i: spec.make_eval_env(), num_episodes=FLAGS.episodes, seed=FLAGS.eval_seed,
+    )
+    normalized = evaluation.normalized_score(returns, refs["ref_min_score"], refs["ref_max_score"])
+    scores = normalized.mean(axis=1)
+    mode = "mean" if FLAGS.deterministic else "sample"
+    seeds = [config.seed + i for i in range(config.num_seeds)]
+    record = {
+        "workdir": str(workdir.absolute()),
+        "env": config.env,
+        "step": step,
+        "episodes": FLAGS.episodes,
+        "actions": mode,
+        "eval_seed": FLAGS.eval_seed,
+        "seeds": seeds,
+        "scores": scores.tolist(),
+        "mean": float(scores.mean()),
+        "std": float(scores.std()),
+        "returns": returns.tolist(),
+        "normalized": normalized.tolist(),
+        "versions": pipeline.versions(),
+    }
+    out = workdir / "evaluations" / f"step-{step}-{FLAGS.episodes}ep-{mode}-seed{FLAGS.eval_seed}.json"
+    write_json(out, record)
+    stderr = np.std(normalized, axis=1) / np.sqrt(FLAGS.episodes)
+    per_seed = ", ".join(f"seed {s}: {v:.1f}" for s, v in zip(seeds, scores))
+    print(
+        f"{config.env} after {step} updates, {FLAGS.episodes} episodes per seed ({mode} actions): "
+        f"normalized score {scores.mean():.1f} ± {scores.std():.1f} over seeds ({per_seed}; "
+        f"largest standard error of a seed's mean {stderr.max():.1f}); written to {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("workdir")
+    app.run(lambda argv: sys.exit(main(argv)))
