@@ -88,6 +88,7 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
 
     def stages():
         sharding.seed_mesh(config.num_seeds)  # across hosts: a seed count that does not split
+
         def check_dirs():
             pipeline.check_writable(workdir, "--workdir")
             pipeline.check_writable(flow_dir, "--flow_dir")
