@@ -66,7 +66,7 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
             "it is not this run's flow; pass the run's --flow_dir"
         )
 
-    manager = pipeline._checkpoint_manager(workdir)
+    manager = pipeline.checkpoint_manager(workdir)
     steps = sorted(manager.all_steps())
     step = FLAGS.step if FLAGS.step is not None else (steps[-1] if steps else None)
     if step not in steps:

@@ -350,7 +350,8 @@ def plot_curves(path: pathlib.Path, results: dict[str, Any]) -> None:
 CHECKPOINTS = "checkpoints"
 
 
-def _checkpoint_manager(workdir: pathlib.Path):
+def checkpoint_manager(workdir: pathlib.Path):
+    """The orbax manager of <workdir>/checkpoints: one step per evaluation, the last two kept."""
     import orbax.checkpoint as ocp
 
     options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
@@ -465,7 +466,7 @@ def agent_stage(
         scores = loaded.normalized_score(returns).mean(axis=1)
         return sharding.gather_seeds(scores, indices, num_seeds)  # [N]
 
-    manager = _checkpoint_manager(workdir)
+    manager = checkpoint_manager(workdir)
     restored = _restore_checkpoint(manager, workdir, states) if resume else None
     if restored is not None:
         updates, states, record = restored  # placed like the fresh states

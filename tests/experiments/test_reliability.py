@@ -75,7 +75,7 @@ def test_a_seed_that_goes_non_finite_is_reported_and_the_others_go_on(loaded, tm
     assert results["final"]["failed_seeds"] == [1]
     assert np.isfinite(results["final"]["mean"]) and np.isfinite(results["final"]["scores"]).all()
     # The last checkpoint holds seed 1's last good parameters and the other seeds' newest.
-    manager = pipeline._checkpoint_manager(workdir)
+    manager = pipeline.checkpoint_manager(workdir)
     step, states, record = pipeline._restore_checkpoint(manager, workdir, jax.eval_shape(
         lambda: jax.vmap(agent.make_init(config.agent, pretrained.flow, 4))(jax.random.split(jax.random.PRNGKey(0), 3))))
     assert step == 60 and record["failed"] == [False, True, False]
