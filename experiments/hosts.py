@@ -60,9 +60,8 @@ def _decode(row: np.ndarray) -> str:
 
 
 def _first_failure(error: BaseException | None) -> tuple[int, str] | None:
-    """Every process learns whether any failed: (process, message) of the first, or None."""
-    if jax.process_count() == 1:
-        return None if error is None else (0, str(error))
+    """Every process learns whether any failed: (process, message) of the first, or None.
+    A collective: every process of a multi-process job must call it."""
     flags = _gather(np.array([error is not None], np.int32))[:, 0]
     if not flags.any():
         return None
