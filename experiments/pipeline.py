@@ -145,6 +145,8 @@ def prepare_dataset(env: str, *, generate_if_missing: bool, log: Log = log_line)
             raise UserError(str(e)) from e
         log(f"dataset for {env} not found under {data.datasets_root()}; generating it now "
             f"(same as `{spec.generated_by}`)")
+        if note := data.outdated_note(spec):
+            log(note)
         data.generate_dataset(env)
     except data.DatasetError as e:
         raise UserError(str(e)) from e

@@ -13,7 +13,13 @@ loading Minari datasets into device memory.
 
 from lfjax.data.d4rl_hdf5 import D4RLFileError, convert_d4rl_hdf5
 from lfjax.data.generate import generate_dataset
-from lfjax.data.loading import LoadedDataset, load_dataset, missing_dataset_message
+from lfjax.data.loading import (
+    LoadedDataset,
+    load_dataset,
+    missing_dataset_message,
+    outdated_datasets,
+    outdated_note,
+)
 from lfjax.data.minari_io import (
     CorruptDatasetError,
     DatasetError,
@@ -21,6 +27,7 @@ from lfjax.data.minari_io import (
     DatasetPathError,
     DatasetMismatchError,
     MissingDatasetError,
+    OutdatedDatasetError,
     SubstituteDatasetWarning,
     datasets_root,
 )
@@ -45,6 +52,7 @@ __all__ = [
     "EnvSpec",
     "LoadedDataset",
     "MissingDatasetError",
+    "OutdatedDatasetError",
     "REGISTRY",
     "STD_FLOOR",
     "StateStats",
@@ -61,5 +69,7 @@ __all__ = [
     "load_dataset",
     "missing_dataset_message",
     "normalize_states",
+    "outdated_datasets",
+    "outdated_note",
     "split",
 ]

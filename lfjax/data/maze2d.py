@@ -47,8 +47,13 @@ START_POSITION_NOISE = 0.1  # D4RL maze2d reset: ±0.1 (PointMaze: ±0.25).
 START_VELOCITY_STD = 0.1  # D4RL maze2d reset: N(0, 0.1²) velocity.
 # PointEnv clips |qvel| to this before every step.
 MAX_SPEED = 5.0
-# Bump when the stream's recipe changes so that datasets record which one made them.
-RECIPE_VERSION = 1
+# Bump when the stream's recipe changes so that datasets record which one made them, and bump
+# registry.MAZE2D_DATASET_VERSION and loading.MAZE2D_RECIPE_VERSION with it, so that a dataset
+# of an older recipe is never loaded as a current one.
+# 1 (dataset v0, 2026-11-26): noise added to the unclipped PD output, ties broken in another
+#   order: 51 % of action entries at exactly ±1 instead of D4RL's 31 %.
+# 2 (dataset v1, 2026-11-30): D4RL's order (clip, noise, clip) and D4RL's tie order.
+RECIPE_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,10 +142,17 @@ class MazePlanner:
     D4RL runs 50 sweeps of value iteration with discount 0.99 on the cell grid and follows the
     greedy action; on a grid whose only reward is the goal that is a shortest path, which a
     breadth-first search from the goal gives exactly. Paths are cached per (start, goal).
+
+    Ties between equally short paths break as D4RL's ``np.argmax`` over its Q-values does:
+    the first best action in its order NOOP, UP, DOWN, LEFT, RIGHT, where on D4RL's grid
+    (indexed [row, col] of the layout string, d4rl/pointmaze/gridcraft/grid_env.py) UP is
+    (0, -1), DOWN (0, +1), LEFT (-1, 0) and RIGHT (+1, 0) in (row, col). Equally distant
+    cells get bit-identical values there (the same products of 0.99), so these ties are exact.
+    NOOP is never best away from the goal.
     """
 
-    # Fixed neighbour order so that ties between equally short paths break deterministically.
-    _MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
+    # (drow, dcol) in D4RL's action order; `min` keeps the first of equal keys, as argmax.
+    MOVES = ((0, -1), (0, 1), (-1, 0), (1, 0))
 
     def __init__(self, layout: MazeLayout):
         self.layout = layout
@@ -149,7 +161,7 @@ class MazePlanner:
         self._paths: dict[tuple[Cell, Cell], np.ndarray] = {}
 
     def _neighbours(self, cell: Cell) -> Iterator[Cell]:
-        for dr, dc in self._MOVES:
+        for dr, dc in self.MOVES:
             nxt = (cell[0] + dr, cell[1] + dc)
             if nxt in self._free:
                 yield nxt
@@ -194,7 +206,8 @@ class MazePlanner:
 class WaypointController:
     """D4RL's maze2d waypoint controller: PD control towards the next waypoint of a planned path.
 
-    action = P (waypoint - position) + D velocity with P = 10, D = -1, clipped to [-1, 1]; the
+    action = clip(P (waypoint - position) + D velocity, -1, 1) with P = 10, D = -1 (D4RL's
+    ``get_action`` ends with the clip, before any noise is added); the
     waypoint advances once the position is within 0.1 of it; the goal counts as reached within
     0.1 of the goal cell's centre, after which the controller holds the point there.
     D4RL also requires the per-step displacement to be under 0.1 to advance; PointEnv clips the
@@ -230,7 +243,8 @@ class WaypointController:
         self._gx, self._gy = (float(v) for v in centres[-1])
 
     def act(self, x: float, y: float, vx: float, vy: float) -> tuple[float, float, bool]:
-        """One control step -> (ax, ay, goal_reached). Unclipped actions."""
+        """One control step -> (ax, ay, goal_reached), the action clipped to [-1, 1] as D4RL's
+        ``get_action`` returns it."""
         gx, gy = self._gx, self._gy
         reached = (x - gx) ** 2 + (y - gy) ** 2 < SWITCH_RADIUS**2
         if reached:
@@ -240,11 +254,24 @@ class WaypointController:
             close = (x - wx) ** 2 + (y - wy) ** 2 < SWITCH_RADIUS**2
             if close and self._index < len(self._waypoints) - 1:
                 self._index += 1
-        return P_GAIN * (wx - x) + D_GAIN * vx, P_GAIN * (wy - y) + D_GAIN * vy, reached
+        ax = _clip1(P_GAIN * (wx - x) + D_GAIN * vx)
+        ay = _clip1(P_GAIN * (wy - y) + D_GAIN * vy)
+        return ax, ay, reached
 
 
 def _clip1(v: float) -> float:
     return -1.0 if v < -1.0 else (1.0 if v > 1.0 else v)
+
+
+def behaviour_action(controller_action: float, noise: float) -> float:
+    """One entry of a stored action: D4RL's generation script adds the noise to the
+    controller's already clipped action and clips again, clip(clip(pd) + noise). Rounded to
+    float32 so that the stored action is exactly the applied one.
+
+    The order matters: far from a waypoint the PD output is about ±10, and noise added before
+    the first clip would almost never move it off ±1 (51 % of entries saturated instead of
+    D4RL's 31 %, measured)."""
+    return float(np.float32(_clip1(controller_action + noise)))
 
 
 class ControllerPolicy:
@@ -273,7 +300,7 @@ class ControllerPolicy:
             self._controller.set_goal(self.layout.goal_cell, x, y)
             self._planned = True
         ax, ay, _ = self._controller.act(x, y, vx, vy)
-        return np.array([_clip1(ax), _clip1(ay)], np.float32)
+        return np.array([ax, ay], np.float32)
 
 
 def _make_point_maze(layout: MazeLayout, render_mode: str | None = None) -> PointMazeEnv:
@@ -406,7 +433,8 @@ def collect_stream(
     """D4RL's maze2d collection as one continuous stream (SPEC.md 6).
 
     The point starts in a random free cell; the waypoint controller drives to a random goal
-    cell with N(0, action_noise_std²) noise on every action (then clipped); a new random goal
+    cell, each of its (clipped) actions gets N(0, action_noise_std²) noise and is clipped
+    again (`behaviour_action`, D4RL's order); a new random goal
     cell is drawn when the goal is reached or after max_episode_steps steps on one goal (as
     D4RL's generator). The physics is never reset. Deterministic given seed.
     progress(k) is called with the number of steps done since its last call.
@@ -431,7 +459,6 @@ def collect_stream(
     goals = np.empty((num_steps + 1, 2), np.float64)
     observations[0] = obs0
     qpos, qvel = data.qpos, data.qvel
-    f32 = np.float32
 
     def next_goal() -> Cell:
         nonlocal goal_draws
@@ -451,9 +478,7 @@ def collect_stream(
             x, y, vx, vy = qpos[0], qpos[1], qvel[0], qvel[1]
             ax, ay, reached = controller.act(x, y, vx, vy)
             nx, ny = noise[i]
-            # Round to float32 first so that the stored action is exactly the applied one.
-            ax = float(f32(_clip1(ax + nx)))
-            ay = float(f32(_clip1(ay + ny)))
+            ax, ay = behaviour_action(ax, nx), behaviour_action(ay, ny)
             actions[t + i] = (ax, ay)
             goals[t + i] = (gx, gy)
             _physics_step(model, data, ax, ay)

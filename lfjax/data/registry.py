@@ -8,6 +8,11 @@ import gymnasium
 
 KINDS = ("maze", "medium", "medium-replay", "medium-expert")
 
+# Version of the generated maze2d datasets' Minari ids (lfjax/maze2d-<maze>-v<N>); bumped with
+# lfjax.data.maze2d.RECIPE_VERSION whenever the recipe changes the data, so that an older
+# dataset is never loaded in place of the current one (loading.outdated_datasets finds them).
+MAZE2D_DATASET_VERSION = 1
+
 # Flow-pretraining epochs per dataset kind (SPEC.md 3).
 FLOW_EPOCHS = {"maze": 100, "medium": 100, "medium-replay": 350, "medium-expert": 50}
 
@@ -133,7 +138,7 @@ def _maze(maze: str, max_steps: int, num_steps: int, ref: tuple[float, float],
     return EnvSpec(
         name=f"maze2d-{maze}",
         kind="maze",
-        minari_ids=(f"lfjax/maze2d-{maze}-v0",),
+        minari_ids=(f"lfjax/maze2d-{maze}-v{MAZE2D_DATASET_VERSION}",),
         flow_epochs=FLOW_EPOCHS["maze"],
         max_episode_steps=max_steps,
         ref_min_score=ref[0],

@@ -82,8 +82,8 @@ def test_command_line(empty_minari_root):
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     done = subprocess.run(command, env=env, cwd=repo, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "wrote lfjax/maze2d-medium-v0" in done.stdout
-    assert (empty_minari_root / "lfjax" / "maze2d-medium-v0" / "data" / "metadata.json").is_file()
+    assert "wrote lfjax/maze2d-medium-v1" in done.stdout
+    assert (empty_minari_root / "lfjax" / "maze2d-medium-v1" / "data" / "metadata.json").is_file()
     again = subprocess.run(command, env=env, cwd=repo, capture_output=True, text=True)
     assert again.returncode == 1 and "--overwrite" in again.stderr
 

@@ -11,6 +11,7 @@ from lfjax.data import (
     CorruptDatasetError,
     DatasetMismatchError,
     MissingDatasetError,
+    OutdatedDatasetError,
     SubstituteDatasetWarning,
     Transitions,
     compute_state_stats,
@@ -40,7 +41,7 @@ def test_loaded_shapes_dtypes_and_terminals(loaded):
         assert isinstance(leaf, jnp.ndarray) and leaf.dtype == jnp.float32
     assert float(t.terminals.sum()) == 0.0  # Timeouts are not terminals.
     np.testing.assert_array_equal(t.next_observations[:-1], t.observations[1:])
-    assert loaded.minari_id == "lfjax/maze2d-umaze-v0"
+    assert loaded.minari_id == "lfjax/maze2d-umaze-v1"
     assert loaded.spec == get_env_spec("maze2d-umaze")
     assert loaded.metadata["num_steps"] == SMALL_STEPS
 
@@ -82,6 +83,42 @@ def test_missing_maze_dataset_names_the_command(empty_minari_root):
     message = str(info.value)
     assert "python -m experiments.make_dataset --env=maze2d-large" in message
     assert str(empty_minari_root) in message
+
+
+def _as_old_recipe(dataset_dir):
+    """Rewrites a copied dataset's metadata as the v0 recipe (recipe_version 1) wrote it."""
+    path = dataset_dir / "data" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    metadata["lfjax"]["recipe_version"] = 1
+    path.write_text(json.dumps(metadata))
+
+
+def test_outdated_maze_dataset_is_never_loaded(small_umaze, minari_root, empty_minari_root):
+    """A v0 dataset (noise before the controller's clip) beside a missing v1: not loaded in
+    its place; the message names it as outdated and gives the command for the current one."""
+    old = empty_minari_root / "lfjax" / "maze2d-umaze-v0"
+    shutil.copytree(minari_root / small_umaze, old)
+    _as_old_recipe(old)
+    with pytest.raises(MissingDatasetError) as info:
+        load_dataset("maze2d-umaze")
+    message = str(info.value)
+    assert "lfjax/maze2d-umaze-v0 is there but was made by an outdated recipe" in message
+    assert "python -m experiments.make_dataset --env=maze2d-umaze" in message
+
+
+def test_current_id_with_an_old_recipe_is_refused(small_umaze, minari_root, empty_minari_root):
+    _copy_dataset(small_umaze, minari_root, empty_minari_root)
+    _as_old_recipe(empty_minari_root / small_umaze)
+    with pytest.raises(OutdatedDatasetError) as info:
+        load_dataset("maze2d-umaze")
+    assert "recipe version 1" in str(info.value)
+    assert "python -m experiments.make_dataset --env=maze2d-umaze --overwrite" in str(info.value)
+
+
+def test_loading_knows_the_generators_recipe_version():
+    from lfjax.data import loading
+
+    assert loading.MAZE2D_RECIPE_VERSION == maze2d.RECIPE_VERSION
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def test_unknown_name_lists_known_names():
 @pytest.mark.parametrize(
     "name, kind, epochs, ids",
     [
-        ("maze2d-umaze", "maze", 100, ("lfjax/maze2d-umaze-v0",)),
+        ("maze2d-umaze", "maze", 100, ("lfjax/maze2d-umaze-v1",)),
         ("hopper-medium", "medium", 100, ("mujoco/hopper/medium-v0",)),
         ("walker2d-medium-replay", "medium-replay", 350, ("lfjax/walker2d-medium-replay-v0",)),
         ("halfcheetah-medium-expert", "medium-expert", 50,
