@@ -20,7 +20,6 @@ Runs unchanged on CPU, GPU and TPU, and across hosts (``--distributed``, see REA
 import dataclasses
 import datetime
 import functools
-import importlib.metadata
 import json
 import os
 import platform
@@ -34,10 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from lfjax import pretraining, sharding
-from lfjax.agent import AWACConfig, make_init
-from lfjax.agent.train import make_train_chunk, make_update_step
+from lfjax import pretraining, processes, sharding
+from lfjax.agent import make_init, make_train, make_update_step
+from lfjax.configs import AWACConfig, FlowTrainConfig
 from lfjax.data.transitions import Transitions
+from lfjax.provenance import package_versions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["1", "2", "4", "8"], "Seed counts to measure (each trained at once).")
@@ -58,7 +58,7 @@ MiB = 2**20
 class Sizes:
     """What one benchmark run measures."""
 
-    flow: pretraining.FlowTrainConfig
+    flow: FlowTrainConfig
     awac: AWACConfig
     rows: int
     steps: int
@@ -67,11 +67,11 @@ class Sizes:
     def paper(cls, rows: int, steps: int) -> "Sizes":
         # The paper's sizes: flow batch 1024 with 12 blocks of 256-256 conditioners; AWAC
         # batch 512 with 3 hidden layers of 256 (4 Linear layers) for actor and critics.
-        return cls(pretraining.FlowTrainConfig(), AWACConfig(), rows, steps)
+        return cls(FlowTrainConfig(), AWACConfig(), rows, steps)
 
     @classmethod
     def small(cls, rows: int, steps: int) -> "Sizes":
-        flow = pretraining.FlowTrainConfig(num_blocks=2, hidden_dims=(32, 32), batch_size=64)
+        flow = FlowTrainConfig(num_blocks=2, hidden_dims=(32, 32), batch_size=64)
         return cls(flow, AWACConfig(batch_size=64, hidden_dims=(32, 32)), rows, steps)
 
 
@@ -94,25 +94,6 @@ def synthetic_dataset(rows: int, obs_dim: int, action_dim: int) -> Transitions:
     )
 
 
-def flow_program(config: pretraining.FlowTrainConfig, flow, steps: int) -> Callable:
-    """jit(vmap(scan of `steps` flow MLE updates)): (states [N], keys [N], actions, states).
-
-    The body is ``pretraining.make_train``'s step (gather a batch by index from the shared
-    data, then ``update_step``); indices are drawn per step here rather than as one epoch's
-    permutation, which the epoch amortizes over its ~900 steps.
-    """
-
-    def run_chunk(state, key, actions, obs):
-        def body(state, step_key):
-            rows = jax.random.randint(step_key, (config.batch_size,), 0, actions.shape[0])
-            return pretraining.update_step(config, flow, state, actions[rows], obs[rows])
-
-        return jax.lax.scan(body, state, jax.random.split(key, steps))
-
-    # The train state is consumed by the call: its buffers are reused for the new one.
-    return jax.jit(jax.vmap(run_chunk, in_axes=(0, 0, None, None)), donate_argnums=0)
-
-
 @dataclasses.dataclass
 class Case:
     """One stage at one seed count, with its inputs placed on the mesh."""
@@ -128,15 +109,19 @@ class Case:
 
 
 def make_flow_case(sizes: Sizes, dataset: Transitions, num_seeds: int, mesh) -> Case:
+    """The flow's own training program (`lfjax.pretraining.make_train`), with an "epoch" of
+    exactly ``sizes.steps`` updates: the training rows are the first steps x batch rows, and
+    validation is one row, so that it adds nothing measurable to the timed call."""
     config = sizes.flow
     flow = config.make_flow(dataset.actions.shape[1], dataset.observations.shape[1])
     actions, obs = sharding.replicate(
         (jnp.asarray(dataset.actions), jnp.asarray(dataset.observations)), mesh
     )
-    rows = actions.shape[0]
-    init_data = pretraining.FlowData(actions, obs, jnp.arange(min(rows, 65536)), jnp.arange(1))
+    num_train = min(sizes.steps * config.batch_size, actions.shape[0])
+    data = pretraining.FlowData(actions, obs, jnp.arange(num_train), jnp.arange(1))
+    data = sharding.replicate(data, mesh)
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-    state = jax.jit(jax.vmap(lambda k: pretraining.init(config, flow, k, init_data)))(keys)
+    state = jax.jit(jax.vmap(lambda k: pretraining.init(config, flow, k, data)))(keys)
     state, keys = sharding.shard_seeds((state, keys), mesh)
 
     def one_update(state, key, actions, obs):
@@ -144,12 +129,14 @@ def make_flow_case(sizes: Sizes, dataset: Transitions, num_seeds: int, mesh) -> 
         return pretraining.update_step(config, flow, state, actions[batch], obs[batch])
 
     single = jax.jit(jax.vmap(one_update, in_axes=(0, 0, None, None)))
-    args = (state, keys, actions, obs)
-    return Case("flow", config.batch_size, flow_program(config, flow, sizes.steps).lower, args,
-                single, args, (actions, obs), (state, keys))
+    lower = pretraining.make_train(config, flow, num_train).lower
+    return Case("flow", config.batch_size, lower, (state, keys, data), single,
+                (state, keys, actions, obs), data, (state, keys))
 
 
 def make_awac_case(sizes: Sizes, dataset: Transitions, num_seeds: int, mesh) -> Case:
+    """The agent's own training program (`lfjax.agent.make_train`), ``sizes.steps`` updates
+    per call."""
     config = sizes.awac
     obs_dim, action_dim = dataset.observations.shape[1], dataset.actions.shape[1]
     flow = sizes.flow.make_flow(action_dim, obs_dim)
@@ -162,12 +149,35 @@ def make_awac_case(sizes: Sizes, dataset: Transitions, num_seeds: int, mesh) -> 
     ))(keys[:num_seeds])
     states = jax.jit(jax.vmap(make_init(config, flow, obs_dim)))(keys[num_seeds:])
     states, flow_params = sharding.shard_seeds((states, flow_params), mesh)
-    lower = functools.partial(make_train_chunk(config, flow).lower, num_updates=sizes.steps)
+    lower = functools.partial(make_train(config, flow).lower, num_updates=sizes.steps)
     update = make_update_step(config, flow)
     single = jax.jit(jax.vmap(update, in_axes=(0, 0, None, 0)))
     step_keys = sharding.shard_seeds(jax.random.split(jax.random.PRNGKey(2), num_seeds), mesh)
     return Case("awac", config.batch_size, lower, (states, flow_params, data), single,
                 (states, flow_params, data, step_keys), data, (states, flow_params))
+
+
+def matmul_rate(repeats: int, size: int = 1024) -> dict:
+    """This machine's plain float32 matmul rate, measured in the same run as the updates, so
+    that an update's GFLOP/s can be read as a share of what the hardware gives a matmul (a
+    speed compared across sessions or machines says nothing). A chain of 16 products of
+    [size, size] matrices per call, the fastest of ``repeats`` calls."""
+    key = jax.random.PRNGKey(0)
+    a = jax.random.normal(key, (size, size), jnp.float32) / np.sqrt(size)
+    chain = 16
+
+    @jax.jit
+    def products(x):
+        return jax.lax.fori_loop(0, chain, lambda _, y: y @ a, x)
+
+    jax.block_until_ready(products(a))
+    times = []
+    for _ in range(max(repeats, 3)):
+        start = time.perf_counter()
+        jax.block_until_ready(products(a))
+        times.append(time.perf_counter() - start)
+    flops = 2.0 * size**3 * chain
+    return {"size": size, "chain": chain, "call_s": times, "flops_per_s": flops / min(times)}
 
 
 # ----- measuring ----------------------------------------------------------------------------
@@ -338,13 +348,8 @@ MEMORY_NOTES = {
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("lfjax", "jax", "jaxlib", "flax", "optax", "distrax", "numpy"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return {"python": platform.python_version(),
+            **package_versions("lfjax", "jax", "jaxlib", "flax", "optax", "distrax", "numpy")}
 
 
 def _giga(value: float | None, digits: int) -> str:
@@ -361,6 +366,8 @@ COLUMNS = [
     ("seed-upd/s", 10, lambda r: f"{r['seed_updates_per_s']:.0f}"),
     ("GFLOP/upd", 9, lambda r: _giga(r["flops_per_update"], 2)),
     ("GFLOP/s", 8, lambda r: _giga(r["achieved_flops_per_s"], 1)),
+    ("% matmul", 8, lambda r: (f"{100 * r['share_of_matmul_rate']:.0f}"
+                               if r.get("share_of_matmul_rate") is not None else "-")),
     ("data MiB/dev", 12, lambda r: f"{r['memory']['dataset_bytes_per_device'] / MiB:.1f}"),
     ("state MiB/dev", 13, lambda r: f"{r['memory']['seed_state_bytes_per_device'] / MiB:.1f}"),
     ("peak MiB/dev", 12, lambda r: (
@@ -385,6 +392,9 @@ def run(sizes: Sizes, seed_counts: list[int], stages: list[str], repeats: int, o
         f"({jax.default_backend()}) in {jax.process_count()} process(es); "
         f"{sizes.steps} updates per timed call, best of {repeats}")
     dataset = synthetic_dataset(sizes.rows, obs_dim, action_dim)
+    matmul = matmul_rate(repeats)
+    log(f"plain float32 matmul ({matmul['size']}x{matmul['size']}): "
+        f"{matmul['flops_per_s'] / 1e9:.1f} GFLOP/s on one device")
     makers = {"flow": make_flow_case, "awac": make_awac_case}
     results = []
     for stage in stages:
@@ -394,6 +404,9 @@ def run(sizes: Sizes, seed_counts: list[int], stages: list[str], repeats: int, o
             case = makers[stage](sizes, dataset, num_seeds, mesh)
             record = measure(case, num_seeds, mesh, sizes.steps, repeats, log)
             del case
+            if record["achieved_flops_per_s"]:
+                per_device = record["achieved_flops_per_s"] / record["num_devices"]
+                record["share_of_matmul_rate"] = per_device / matmul["flops_per_s"]
             results.append(record)
             if len(results) == 1:
                 log(table_header())
@@ -408,6 +421,7 @@ def run(sizes: Sizes, seed_counts: list[int], stages: list[str], repeats: int, o
         "cpu_count": os.cpu_count(),
         "versions": versions(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "matmul": matmul,
         "matmul_precision": str(jax.config.jax_default_matmul_precision),
         "config": {
             "obs_dim": obs_dim,
@@ -429,7 +443,9 @@ def run(sizes: Sizes, seed_counts: list[int], stages: list[str], repeats: int, o
             ),
             "flops": (
                 "flops_per_update: XLA cost analysis of the compiled program (all devices), for "
-                "one update of all seeds; achieved_flops_per_s divides it by the measured time"
+                "one update of all seeds; achieved_flops_per_s divides it by the measured time; "
+                "share_of_matmul_rate divides that (per device) by the plain float32 matmul rate "
+                "measured at the start of the same run (matmul)"
             ),
             "memory": MEMORY_NOTES,
         },
@@ -473,7 +489,7 @@ def main(argv) -> int:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 2
     try:
-        sharding.maybe_initialize_distributed(FLAGS.distributed or None)
+        processes.maybe_initialize_distributed(FLAGS.distributed or None)
         sizes, seed_counts, stages = parse_flags()
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

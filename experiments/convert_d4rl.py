@@ -6,7 +6,7 @@ where Minari keeps datasets ($MINARI_DATASETS_PATH, default ~/.minari/datasets):
 
 writes lfjax/hopper-medium-replay-v0 (halfcheetah / hopper / walker2d). Minari publishes no
 medium-replay; medium and expert come from `minari download mujoco/<env>/...`, maze2d from
-experiments.make_dataset. lfjax/data/d4rl_hdf5.py says how episodes are cut and which final
+experiments.make_dataset. lfjax/datagen/d4rl_hdf5.py says how episodes are cut and which final
 observation each gets.
 """
 
@@ -27,17 +27,17 @@ flags.mark_flag_as_required("hdf5")
 
 
 def main(argv: list[str]) -> int:
-    from experiments import pipeline
+    from experiments import cli
 
-    if (status := pipeline.start_cli(argv)) is not None:
+    if (status := cli.start_cli(argv)) is not None:
         return status
-    from lfjax import data
+    from lfjax import data, datagen
     from lfjax.data import minari_io
 
     try:
-        minari_id = data.convert_d4rl_hdf5(_ENV.value, _HDF5.value, overwrite=_OVERWRITE.value)
+        minari_id = datagen.convert_d4rl_hdf5(_ENV.value, _HDF5.value, overwrite=_OVERWRITE.value)
     except (data.DatasetError, ValueError) as e:  # UnknownEnvError and D4RLFileError included
-        return pipeline.fail(str(e))
+        return cli.fail(str(e))
     info = minari_io.read_metadata(minari_id)["lfjax"]
     print(
         f"wrote {minari_id} to {minari_io.dataset_dir(minari_id)}: {info['num_steps']} "

@@ -28,31 +28,30 @@ flags.DEFINE_integer("eval_seed", 0, "Episode copy i is reset with eval_seed + i
 
 
 def main(argv) -> int:
-    from experiments import pipeline
+    from experiments import cli
 
-    if (status := pipeline.start_cli(argv)) is not None:
+    if (status := cli.start_cli(argv)) is not None:
         return status
     if FLAGS.episodes < 1:
-        return pipeline.fail(f"--episodes must be positive, got {FLAGS.episodes}")
+        return cli.fail(f"--episodes must be positive, got {FLAGS.episodes}")
     if FLAGS.step is not None and FLAGS.step < 1:
-        return pipeline.fail(f"--step must be positive, got {FLAGS.step}")
+        return cli.fail(f"--step must be positive, got {FLAGS.step}")
     workdir = pathlib.Path(FLAGS.workdir)
     flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
-    return pipeline.run_stages(lambda: evaluate_run(workdir, flow_dir), after_lost_contact="")
+    return cli.run_stages(lambda: evaluate_run(workdir, flow_dir), after_lost_contact="")
 
 
 def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
-    import jax
     import numpy as np
 
-    from experiments import pipeline
-    from lfjax import agent, data, evaluation
-    from lfjax.checkpointing import read_json, restore_tree, write_json
-    from lfjax.config import RunConfig
-    from lfjax.flow_checkpoint import load_pretrained_flow
+    from experiments import cli, reporting
+    from lfjax import data, evaluation
+    from lfjax.checkpoints import load_pretrained_flow, read_json, write_json
+    from lfjax.configs import RunConfig
+    from lfjax.stages.agent import evaluate_agents, load_agents
 
     if not (workdir / "config.json").is_file() or not (workdir / "results.json").is_file():
-        raise pipeline.UserError(
+        raise cli.UserError(
             f"{workdir} holds no experiments.run results (config.json and results.json); "
             "pass the --workdir of a run"
         )
@@ -61,30 +60,14 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     refs = read_json(workdir / "results.json")["dataset"]
     pretrained = load_pretrained_flow(flow_dir)
     if pretrained.num_seeds not in (1, config.num_seeds):
-        raise pipeline.UserError(
+        raise cli.UserError(
             f"the flow in {flow_dir} has {pretrained.num_seeds} seeds, the run {config.num_seeds}: "
             "it is not this run's flow; pass the run's --flow_dir"
         )
-
-    manager = pipeline.checkpoint_manager(workdir)
-    steps = sorted(manager.all_steps())
-    step = FLAGS.step if FLAGS.step is not None else (steps[-1] if steps else None)
-    if step not in steps:
-        raise pipeline.UserError(
-            f"no checkpoint {step} in {workdir / pipeline.CHECKPOINTS} (it keeps the last two "
-            f"evaluations): choose --step from {steps}" if steps else
-            f"{workdir} has no checkpoint yet: the run saves one at each evaluation"
-        )
-    init, keys = pipeline.agent_init(config, pretrained, spec.obs_dim)
-    like = jax.eval_shape(jax.vmap(init), keys)
-    states = restore_tree(workdir / pipeline.CHECKPOINTS / str(step) / "state", like)
-    actor_params = jax.device_put(states.actor_params)
-
-    act = agent.make_act(config.agent, pretrained.flow, deterministic=FLAGS.deterministic)
-    stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
-    returns = evaluation.evaluate(
-        act, actor_params, pipeline.frozen_flows(pretrained, config.num_seeds), stats,
-        lambda i: spec.make_eval_env(), num_episodes=FLAGS.episodes, seed=FLAGS.eval_seed,
+    step, states = load_agents(config, pretrained, spec.obs_dim, workdir, FLAGS.step)
+    returns = evaluate_agents(
+        config, spec, pretrained, states.actor_params, num_episodes=FLAGS.episodes,
+        seed=FLAGS.eval_seed, deterministic=FLAGS.deterministic,
     )
     normalized = evaluation.normalized_score(returns, refs["ref_min_score"], refs["ref_max_score"])
     scores = normalized.mean(axis=1)
@@ -103,7 +86,7 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         "std": float(scores.std()),
         "returns": returns.tolist(),
         "normalized": normalized.tolist(),
-        "versions": pipeline.versions(),
+        "versions": reporting.versions(),
     }
     out = workdir / "evaluations" / f"step-{step}-{FLAGS.episodes}ep-{mode}-seed{FLAGS.eval_seed}.json"
     write_json(out, record)

@@ -4,10 +4,10 @@ default ~/.minari/datasets):
     python -m experiments.make_dataset --env=maze2d-umaze [--num_steps=N] [--seed=S]
     python -m experiments.make_dataset --env=hopper-medium [--num_steps=N] [--seed=S]
 
-maze2d-<maze>: D4RL's recipe on gymnasium-robotics PointMaze, as lfjax/maze2d-<maze>-v0.
+maze2d-<maze>: D4RL's recipe on gymnasium-robotics PointMaze, as lfjax/maze2d-<maze>-v1.
 Locomotion names (halfcheetah / hopper / walker2d - medium / medium-replay / medium-expert):
 a small generated stand-in, NOT D4RL data, as lfjax-generated/<name>-v0: a random and a
-briefly trained linear policy in the real gymnasium v5 MuJoCo env (lfjax/data/locomotion.py).
+briefly trained linear policy in the real gymnasium v5 MuJoCo env (lfjax/datagen/locomotion.py).
 lfjax.data.load_dataset(<name>) finds either; a stand-in only when the real dataset is missing.
 """
 
@@ -17,14 +17,8 @@ import sys
 
 from absl import app, flags
 
-from lfjax.data import (
-    DatasetError,
-    DatasetExistsError,
-    datasets_root,
-    env_names,
-    generate_dataset,
-    get_env_spec,
-)
+from lfjax.data import DatasetError, DatasetExistsError, datasets_root, env_names, get_env_spec
+from lfjax.datagen import generate_dataset
 
 _ENV = flags.DEFINE_enum("env", None, list(env_names()), "Which dataset to generate.")
 _NUM_STEPS = flags.DEFINE_integer(

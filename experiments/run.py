@@ -4,6 +4,7 @@
 
 dataset (generated if missing) -> flow pretraining (or reuse) -> latent AWAC with
 evaluation and checkpoints -> results.json, curve.csv, curve.png in --workdir.
+--algo=awac and --algo=bc run the baselines (AWAC, behaviour cloning) in action space, no flow.
 """
 
 import dataclasses
@@ -17,6 +18,8 @@ from experiments import shared_flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("env", None, "Dataset / environment name, e.g. maze2d-umaze.")
 flags.DEFINE_string("preset", "paper", "paper: SPEC.md settings (hours on a CPU); quick: minutes on a CPU.")
+flags.DEFINE_string("algo", "latent_awac", "latent_awac: the paper's method; awac: the same agent "
+                    "in action space (no flow); bc: behaviour cloning in action space.")
 flags.DEFINE_integer("num_seeds", None, "Seeds trained at once (paper and quick: 3).")
 flags.DEFINE_integer("seed", None, "Base seed; seeds are seed, seed+1, ... (default 0).")
 flags.DEFINE_string("workdir", None, "Output directory (default runs/<env>-<preset>).")
@@ -27,7 +30,9 @@ flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last 
 # Overrides of the main hyperparameters (None: the preset's value).
 flags.DEFINE_integer("num_updates", None, "AWAC updates per seed.")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations and checkpoints.")
-flags.DEFINE_integer("eval_episodes", None, "Evaluation episodes per seed.")
+flags.DEFINE_integer("eval_episodes", None, "Evaluation episodes per seed (every evaluation but the last).")
+flags.DEFINE_integer("final_eval_episodes", None, "Evaluation episodes per seed at the last evaluation "
+                     "(the final score; default 50).")
 flags.DEFINE_integer("batch_size", None, "AWAC batch size.")
 flags.DEFINE_float("awac_lambda", None, "AWAC temperature lambda.")
 flags.DEFINE_float("tau", None, "Target-critic Polyak step.")
@@ -36,12 +41,16 @@ flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
 shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr")
-RUN_FLAGS = ("num_updates", "eval_every", "eval_episodes", "num_seeds", "seed", "flow_per_seed")
+RUN_FLAGS = ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes", "num_seeds",
+             "seed", "flow_per_seed")
+# Flags that only mean something with a flow, or with critics (refused otherwise).
+FLOW_ONLY = ("flow_dir", "flow_per_seed", *shared_flags.FLOW_FLAGS)
+CRITIC_ONLY = ("awac_lambda", "tau", "critic_lr")
 
 
 def build_config():
     """RunConfig from --preset and the overrides; ValueError on anything invalid."""
-    from lfjax.config import PRESETS
+    from lfjax.configs import PRESETS
 
     if FLAGS.preset not in PRESETS:
         raise ValueError(f"unknown --preset={FLAGS.preset!r}; choose one of: {', '.join(PRESETS)}")
@@ -51,15 +60,25 @@ def build_config():
     )
     flow = dataclasses.replace(config.flow, **shared_flags.flow_overrides())
     run = {k: getattr(FLAGS, k) for k in RUN_FLAGS if getattr(FLAGS, k) is not None}
-    config = dataclasses.replace(config, agent=agent, flow=flow, **run)
+    config = dataclasses.replace(config, agent=agent, flow=flow, algo=FLAGS.algo, **run)
     config.validate()
+    unused = [] if config.uses_flow else [f for f in FLOW_ONLY if FLAGS[f].present]
+    why = "it uses no flow"
+    if not config.uses_critics:
+        unused += [f for f in CRITIC_ONLY if FLAGS[f].present]
+        why = "it uses no flow and trains no critics"
+    if unused:
+        raise ValueError(
+            f"{', '.join('--' + f for f in unused)} do{'es' if len(unused) == 1 else ''} not apply "
+            f"to --algo={config.algo} ({why}); drop {'it' if len(unused) == 1 else 'them'}"
+        )
     return config
 
 
 def main(argv) -> int:
-    from experiments import pipeline
+    from experiments import cli
 
-    if (status := pipeline.start_cli(argv)) is not None:
+    if (status := cli.start_cli(argv)) is not None:
         return status
     from lfjax import data
 
@@ -67,72 +86,80 @@ def main(argv) -> int:
         data.get_env_spec(FLAGS.env)
         config = build_config()
     except ValueError as e:  # UnknownEnvError is a ValueError
-        return pipeline.fail(str(e))
+        return cli.fail(str(e))
     workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-{FLAGS.preset}")
     flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
     # Only after the flags are known good: joining waits for every process of the job.
     try:
-        pipeline.join_processes(FLAGS.distributed)
-    except pipeline.UserError as e:
-        return pipeline.fail(str(e))
+        cli.join_processes(FLAGS.distributed)
+    except cli.UserError as e:
+        return cli.fail(str(e))
     return run(config, workdir, flow_dir)
 
 
 def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     """Every stage, in every process of the job; process 0 prints and writes the files."""
-    from experiments import hosts, pipeline
-    from lfjax import sharding
-    from lfjax.checkpointing import write_json
+    from experiments import cli, reporting
+    from lfjax import processes, sharding, stages
+    from lfjax.checkpoints import write_json
 
-    log, progress = pipeline.job_output(FLAGS.progress)
+    log, progress = cli.job_output(FLAGS.progress)
 
-    def stages():
+    def run_stages():
         sharding.seed_mesh(config.num_seeds)  # across hosts: a seed count that does not split
 
         def check_dirs():
-            pipeline.check_writable(workdir, "--workdir")
-            pipeline.check_writable(flow_dir, "--flow_dir")
+            cli.check_writable(workdir, "--workdir")
+            cli.check_writable(flow_dir, "--flow_dir")
             check_workdir(workdir, config, FLAGS.resume)
 
-        hosts.together(check_dirs, pipeline.USER_ERRORS)
-        hosts.barrier("lfjax-workdir-checked")  # before process 0 writes config.json
-        hosts.check_shared_directory(workdir, "--workdir")
+        processes.together(check_dirs, cli.USER_ERRORS)
+        processes.barrier("lfjax-workdir-checked")  # before process 0 writes config.json
+        processes.check_shared_directory(workdir, "--workdir")
         if flow_dir.absolute() != (workdir / "flow").absolute():
-            hosts.check_shared_directory(flow_dir, "--flow_dir")
-        loaded = pipeline.shared_dataset(config.env, generate_if_missing=True, log=log)
+            processes.check_shared_directory(flow_dir, "--flow_dir")
+        loaded = stages.dataset.shared_dataset(config.env, generate_if_missing=True, log=log)
         if config.agent.batch_size > loaded.transitions.actions.shape[0]:
-            raise pipeline.UserError(
+            raise cli.UserError(
                 f"--batch_size={config.agent.batch_size} is larger than the dataset "
                 f"({loaded.transitions.actions.shape[0]} transitions); pass a smaller --batch_size"
             )
-        if hosts.is_leader():
+        if processes.is_leader():
             workdir.mkdir(parents=True, exist_ok=True)
             write_json(workdir / "config.json", config.to_dict())
-        pretrained = pipeline.flow_stage(config, loaded, flow_dir, progress=progress, log=log)
+        if config.uses_flow:
+            pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, progress=progress, log=log)
+        else:
+            pretrained = stages.flow.no_flow(loaded)
         base = {
             "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
-            "versions": pipeline.versions(),
+            "versions": reporting.versions(),
             "dataset": {
-                **pipeline.dataset_identity(loaded),
+                **stages.dataset.dataset_identity(loaded),
                 "ref_min_score": loaded.ref_min_score,
                 "ref_max_score": loaded.ref_max_score,
             },
             "flow": {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history") if k in pretrained.info},
         }
-        results = pipeline.agent_stage(
+        results = stages.agent.train_agent(
             config, loaded, pretrained, workdir,
             resume=FLAGS.resume, progress=progress, log=log, results_base=base,
+            report=lambda results: reporting.write_outputs(workdir, results),
         )
         final = results["final"]
+        baselines = ", ".join(
+            f"{'flow BC' if name == stages.agent.FLOW_BC else name.split()[0]} {value:.1f}"
+            for name, value in results["baselines"].items()
+        )
         log(
-            f"{config.env}: normalized score {final['mean']:.1f} ± {final['std']:.1f} over "
-            f"{config.num_seeds} seeds after {results['updates']} updates "
-            f"(flow BC {results['baselines']['flow BC (z ~ U)']:.1f}, random 0); results in {workdir}"
+            f"{config.env} ({config.algo}): normalized score {final['mean']:.1f} ± "
+            f"{final['std']:.1f} over {config.num_seeds} seeds after {results['updates']} updates "
+            f"({baselines}); results in {workdir}"
         )
         return 0
 
-    return pipeline.run_stages(
-        stages,
+    return cli.run_stages(
+        run_stages,
         after_lost_contact=f"Everything up to the last evaluation is saved in {workdir}; when "
         "every host is back, rerun the same command on each with --resume",
     )
@@ -140,8 +167,8 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
 
 def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
     """Refuses to mix runs: a workdir holds one configuration."""
-    from experiments.pipeline import UserError
-    from lfjax.checkpointing import CheckpointError, read_json
+    from experiments.cli import UserError
+    from lfjax.checkpoints import CheckpointError, as_json, read_json
 
     config_path = workdir / "config.json"
     if not config_path.exists():
@@ -152,9 +179,7 @@ def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
         saved = read_json(config_path)
     except CheckpointError as e:
         raise UserError(str(e)) from e
-    from experiments.pipeline import _jsonable
-
-    current = _jsonable(config.to_dict())
+    current = as_json(config.to_dict())
     if saved != current:
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         raise UserError(

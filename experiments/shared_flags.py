@@ -1,6 +1,6 @@
 """The command-line flags that `experiments.run` and `experiments.pretrain_flow` share.
 
-Kept apart from experiments.pipeline (which imports JAX) so that defining flags, and
+Kept apart from experiments.cli (which imports JAX) so that defining flags, and
 rejecting bad ones, stays instant.
 """
 

@@ -1,61 +1,30 @@
 """Maximum-likelihood pretraining of the conditional flow p(a | s) (SPEC.md 3).
 
-Pure pieces (:func:`init`, :func:`loss`, :func:`update_step`) composed by
-:func:`make_train` into one jitted epoch: batches are gathered by index from the
-device-resident dataset inside a ``lax.scan``, the validation NLL is computed at the end
-of the epoch, and the lowest-validation-NLL parameters are kept in the train state. Seeds
-are a leading axis on the train state (``jax.vmap``); the data is shared, never copied.
+Pure pieces (:func:`init`, :func:`loss`, :func:`update_step`) make one seed's epoch
+(:func:`make_epoch`): batches are gathered by index from the device-resident dataset inside a
+``lax.scan``, the validation NLL is computed at the end of the epoch, and the
+lowest-validation-NLL parameters are kept in the train state. :func:`make_train` turns it into
+the jitted program for N seeds at once (seeds are a leading axis on the train state, the data
+is shared, never copied), and :func:`pretrain` runs it epoch by epoch from host arrays to the
+best parameters of every seed.
+
+Shapes: N seeds, M rows, A action dim, S state dim.
 """
 
-import dataclasses
 import math
-from typing import NamedTuple
+import sys
+import time
+from typing import Callable, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from lfjax.flows import ConditionalFlow, FlowParams, make_flow
-
-
-@dataclasses.dataclass(frozen=True)
-class FlowTrainConfig:
-    """Flow-pretraining hyperparameters; defaults are the paper's (SPEC.md 2-3)."""
-
-    num_blocks: int = 12
-    hidden_dims: tuple[int, ...] = (256, 256)
-    learning_rate: float = 5e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 1024
-    max_grad_norm: float = 0.1
-    # None: the dataset's own count (100 medium and maze, 350 medium-replay, 50 medium-expert).
-    num_epochs: int | None = None
-    validation_fraction: float = 0.1
-    # Validation runs in chunks of this many rows to bound memory on large datasets.
-    validation_chunk: int = 8192
-
-    @classmethod
-    def quick(cls) -> "FlowTrainConfig":
-        """The paper's flow with 7 epochs instead of 100 (BUILD_NOTES.md, quick preset: fewer
-        blocks or epochs measurably stop the agent from learning)."""
-        return cls(num_epochs=7)
-
-    def make_flow(self, action_dim: int, state_dim: int) -> ConditionalFlow:
-        return make_flow(action_dim, state_dim, self.num_blocks, self.hidden_dims)
-
-    def validate(self) -> None:
-        """Raises ValueError naming the first invalid setting."""
-        positive = ("num_blocks", "batch_size", "validation_chunk")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"flow config: {name} must be positive, got {getattr(self, name)}")
-        if self.num_epochs is not None and self.num_epochs < 1:
-            raise ValueError(f"flow config: num_epochs must be positive, got {self.num_epochs}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(
-                f"flow config: validation_fraction must be in (0, 1), got {self.validation_fraction}"
-            )
+from lfjax import processes, sharding
+from lfjax.configs import FlowTrainConfig
+from lfjax.flows import ConditionalFlow, FlowParams
 
 
 class FlowData(NamedTuple):
@@ -161,14 +130,13 @@ def validation_nll(
     return jnp.sum(jax.lax.map(chunk_nll, (padded.reshape(num_chunks, chunk), mask))) / n
 
 
-def make_train(config: FlowTrainConfig, flow: ConditionalFlow, num_train: int):
+def make_epoch(config: FlowTrainConfig, flow: ConditionalFlow, num_train: int):
     """Returns ``train_epoch(state, key, data) -> (state, metrics)`` for one seed.
 
     An epoch is a shuffled pass over the training rows (the last partial batch dropped)
     under ``lax.scan``, then the validation NLL; when it is the lowest so far, the params
     are kept as ``best_params``. Metrics: mean train NLL, validation NLL, mean grad norm,
-    and whether everything stayed finite. Wrap it as
-    ``jax.jit(jax.vmap(train_epoch, in_axes=(0, 0, None)))`` for many seeds.
+    and whether everything stayed finite. :func:`make_train` is the jitted form for N seeds.
     """
     batch_size = min(config.batch_size, num_train)
     steps = num_train // batch_size
@@ -198,3 +166,138 @@ def make_train(config: FlowTrainConfig, flow: ConditionalFlow, num_train: int):
         }
 
     return train_epoch
+
+
+def make_train(config: FlowTrainConfig, flow: ConditionalFlow, num_train: int):
+    """Returns the jitted ``train_epoch(states [N], keys [N], data) -> (states [N], metrics)``.
+
+    One call is one epoch for every seed (:func:`make_epoch`, vmapped over the leading axis of
+    states and keys; the data is shared, ``in_axes=None``). The states passed in are donated:
+    their buffers hold the new states. metrics: dict of [N] arrays. Inputs placed with
+    `lfjax.sharding` give outputs split the same way. The agent's `lfjax.agent.make_train` has
+    the same form: a jitted, vmapped chunk of training for all seeds, the data an argument.
+    """
+    epoch = jax.vmap(make_epoch(config, flow, num_train), in_axes=(0, 0, None))
+    return jax.jit(epoch, donate_argnums=0)
+
+
+class PretrainOutput(NamedTuple):
+    """What :func:`pretrain` returns (host-side values, device params)."""
+
+    flow: ConditionalFlow
+    best_params: FlowParams  # leading seed axis [N]
+    history: list[dict]  # one entry per epoch: {"epoch", "train_nll" [N], "val_nll" [N], ...}
+    best_epoch: np.ndarray  # [N], 1-based
+    best_val_nll: np.ndarray  # [N]
+    seconds: float
+
+
+def pretrain(
+    config: FlowTrainConfig,
+    actions: jnp.ndarray,
+    states: jnp.ndarray,
+    *,
+    num_epochs: int,
+    num_seeds: int = 1,
+    seed: int = 0,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> PretrainOutput:
+    """Trains ``num_seeds`` flows on actions [M, A] given normalized states [M, S].
+
+    The data goes to the device once; each epoch is one call of :func:`make_train`'s
+    program. One 90/10 split (from ``seed``) is shared by all seeds; seed i's init and
+    shuffles come from keys split off ``PRNGKey(seed)``. Each epoch's NLLs go to ``log``
+    (with ``progress``, a tqdm bar shows them instead); a seed whose NLL goes non-finite keeps
+    its best earlier parameters (a NaN epoch never becomes the best). Seeds are split over
+    the devices (`lfjax.sharding`); in a multi-process job every process calls this with the
+    same arguments.
+    """
+    config.validate()
+    if num_epochs < 1 or num_seeds < 1:
+        raise ValueError(f"num_epochs and num_seeds must be positive, got {num_epochs}, {num_seeds}")
+    actions = jnp.asarray(actions, jnp.float32)
+    states = jnp.asarray(states, jnp.float32)
+    flow = config.make_flow(actions.shape[-1], states.shape[-1])
+    split_key, seeds_key = jax.random.split(jax.random.PRNGKey(seed))
+    data = make_flow_data(split_key, actions, states, config.validation_fraction)
+    num_train = int(data.train_indices.shape[0])
+    if config.batch_size > num_train:
+        raise ValueError(
+            f"flow batch size {config.batch_size} is larger than the {num_train} training rows; "
+            "pass a smaller --flow_batch_size"
+        )
+    init_keys, epoch_keys = jax.random.split(seeds_key)
+    state = jax.jit(jax.vmap(lambda k: init(config, flow, k, data)))(
+        jax.random.split(init_keys, num_seeds)
+    )
+    # Seeds split over the devices, the data copied once to each (one device: committed).
+    trained_in_each_process = jax.process_count() > 1 and num_seeds % jax.device_count() != 0
+    if trained_in_each_process:
+        # A shared flow across hosts: every process trains the same one on its own devices
+        # (same keys, same data) rather than leave all but one process idle.
+        mesh = sharding.seed_mesh(num_seeds, jax.local_devices())
+        log(f"{num_seeds} flow(s) do not split over the {jax.device_count()} devices of "
+            f"{jax.process_count()} processes: each process trains the same flow(s) on "
+            f"{mesh.size} of its own devices")
+    else:
+        mesh = sharding.seed_mesh(num_seeds)
+        if note := sharding.mesh_note(num_seeds, mesh):
+            log(note)
+    state, data = sharding.shard_seeds(state, mesh), sharding.replicate(data, mesh)
+    train_epoch = make_train(config, flow, num_train)
+    history = []
+    start = time.perf_counter()
+    bar = _progress_bar(num_epochs) if progress else None
+    for epoch in range(num_epochs):
+        keys = jax.random.split(jax.random.fold_in(epoch_keys, epoch), num_seeds)
+        keys = sharding.shard_seeds(keys, mesh)
+        state, metrics = train_epoch(state, keys, data)
+        metrics = sharding.to_host(metrics)
+        record = {"epoch": epoch + 1, **{k: np.asarray(v).tolist() for k, v in metrics.items()}}
+        history.append(record)
+        line = (
+            f"flow epoch {epoch + 1}/{num_epochs}: train NLL {_fmt(metrics['train_nll'])}, "
+            f"validation NLL {_fmt(metrics['val_nll'])}"
+        )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(train_nll=f"{np.mean(metrics['train_nll']):.3f}",
+                            val_nll=f"{np.mean(metrics['val_nll']):.3f}")
+            bar.write(line, file=sys.stdout)
+        else:
+            log(line)
+        bad = np.flatnonzero(~np.asarray(metrics["finite"]))
+        if bad.size:
+            log(
+                f"warning: flow seed(s) {bad.tolist()} produced non-finite NLL in epoch {epoch + 1}; "
+                "their best earlier parameters are kept"
+            )
+    if bar is not None:
+        bar.close()
+    state = sharding.to_host(state)
+    if trained_in_each_process:
+        # Identical on identical hardware; elsewhere rounding may differ, and every process
+        # must decode with the flow that process 0 saves.
+        state = processes.broadcast_from_leader(state)
+    return PretrainOutput(
+        flow=flow,
+        best_params=jax.tree_util.tree_map(jnp.asarray, state.best_params),
+        history=history,
+        best_epoch=np.asarray(state.best_epoch) + 1,
+        best_val_nll=np.asarray(state.best_val_nll),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _progress_bar(num_epochs: int):
+    from tqdm import tqdm  # the experiments extra; only needed when a bar is asked for
+
+    return tqdm(total=num_epochs, desc="flow", unit="epoch", file=sys.stdout)
+
+
+def _fmt(values) -> str:
+    values = np.asarray(values)
+    if values.size == 1:
+        return f"{values.item():.4f}"
+    return f"{values.mean():.4f} (seeds: {', '.join(f'{v:.3f}' for v in values)})"

@@ -15,12 +15,13 @@ program in which every device trains its own slice of seeds and no data crosses 
     indices, mine = addressable_seeds(states.actor_params)
     scores = gather_seeds(evaluate(mine), indices, num_seeds)
 
-Across hosts, the same program runs in every process after :func:`maybe_initialize_distributed`
-(``jax.distributed.initialize``); ``jax.devices()`` is then the global device list, the mesh
-spans all hosts, and every process must pass the same values (same seeds, same dataset).
+Across hosts, the same program runs in every process after
+`lfjax.processes.maybe_initialize_distributed` (``jax.distributed.initialize``); ``jax.devices()``
+is then the global device list, the mesh spans all hosts, and every process must pass the same
+values (same seeds, same dataset). Which process writes and how they agree is
+`lfjax.processes`; this module only says where arrays live.
 """
 
-import os
 from typing import Any
 
 import jax
@@ -31,46 +32,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 SEED_AXIS = "seeds"
 
 PyTree = Any
-
-
-def distributed_requested(enabled: bool | None = None) -> bool:
-    """enabled, or when it is None the environment variable LFJAX_DISTRIBUTED (1/true/yes)."""
-    if enabled is None:
-        return os.environ.get("LFJAX_DISTRIBUTED", "").lower() in ("1", "true", "yes")
-    return enabled
-
-
-def maybe_initialize_distributed(enabled: bool | None = None) -> bool:
-    """Joins a multi-process JAX job when asked to; returns whether it did.
-
-    enabled: None reads the environment variable ``LFJAX_DISTRIBUTED`` (1/true/yes).
-    When enabled, calls ``jax.distributed.initialize``, which auto-detects SLURM, Open MPI,
-    Kubernetes and Cloud TPU jobs; elsewhere set ``JAX_COORDINATOR_ADDRESS`` (host:port of
-    process 0, read by JAX itself), ``LFJAX_NUM_PROCESSES`` and ``LFJAX_PROCESS_ID``.
-    Must run before anything else touches a device, and in every process. Raises ValueError
-    naming the fix when the job is not described (no coordinator, ids that are not integers).
-    """
-    if not distributed_requested(enabled):
-        return False
-    setup = (
-        "set JAX_COORDINATOR_ADDRESS (host:port of process 0), LFJAX_NUM_PROCESSES and "
-        "LFJAX_PROCESS_ID (0, 1, ...) on every host, or launch under SLURM, Open MPI, "
-        "Kubernetes or on Cloud TPU, where they are detected"
-    )
-    ids = {}
-    for name in ("LFJAX_NUM_PROCESSES", "LFJAX_PROCESS_ID"):
-        value = os.environ.get(name, "").strip()
-        try:
-            ids[name] = int(value) if value else None
-        except ValueError:
-            raise ValueError(f"{name}={value!r} is not an integer; {setup}") from None
-    try:
-        jax.distributed.initialize(
-            num_processes=ids["LFJAX_NUM_PROCESSES"], process_id=ids["LFJAX_PROCESS_ID"]
-        )
-    except ValueError as e:  # e.g. "coordinator_address should be defined."
-        raise ValueError(f"cannot join a multi-process job ({e}); {setup}") from e
-    return True
 
 
 def seed_mesh(num_seeds: int, devices: list | None = None) -> Mesh:

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.pretrain_flow import pretrain
 from lfjax import pretraining
-from lfjax.flow_checkpoint import load_pretrained_flow, save_pretrained_flow
-from lfjax.checkpointing import CheckpointError
+from lfjax.checkpoints import CheckpointError, load_pretrained_flow, save_pretrained_flow
+from lfjax.configs import FlowTrainConfig
+from lfjax.pretraining import pretrain
 
 SIGMA = 0.3
 
@@ -28,7 +28,7 @@ def synthetic(key, n, state_dim=2):
     return actions, states, log_prob
 
 
-SMALL = pretraining.FlowTrainConfig(num_blocks=4, hidden_dims=(64, 64), batch_size=256)
+SMALL = FlowTrainConfig(num_blocks=4, hidden_dims=(64, 64), batch_size=256)
 
 
 def test_learns_a_known_density():

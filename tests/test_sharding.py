@@ -42,14 +42,6 @@ def test_one_device_only_commits():
     np.testing.assert_array_equal(sharding.to_host(tree)["w"], np.ones((3, 2)))
 
 
-def test_distributed_is_opt_in(monkeypatch):
-    from lfjax import sharding
-
-    monkeypatch.delenv("LFJAX_DISTRIBUTED", raising=False)
-    assert sharding.maybe_initialize_distributed() is False
-    assert sharding.maybe_initialize_distributed(False) is False
-
-
 def test_addressable_seeds_and_gather_in_one_process():
     import jax
 
@@ -80,10 +72,10 @@ def _worker(out_dir: pathlib.Path) -> None:
     import jax
     import jax.numpy as jnp
 
-    from experiments.pretrain_flow import pretrain
     from lfjax import agent, pretraining, sharding
-    from lfjax.agent.train import make_train_chunk
+    from lfjax.configs import FlowTrainConfig
     from lfjax.data import Transitions
+    from lfjax.pretraining import pretrain
 
     assert len(jax.devices()) == NUM_DEVICES, jax.devices()
     report = {}
@@ -97,7 +89,7 @@ def _worker(out_dir: pathlib.Path) -> None:
         terminals=(jax.random.uniform(keys[4], (rows,)) < 0.1).astype(jnp.float32),
     )
 
-    flow_config = pretraining.FlowTrainConfig(num_blocks=2, hidden_dims=(16, 16), batch_size=128)
+    flow_config = FlowTrainConfig(num_blocks=2, hidden_dims=(16, 16), batch_size=128)
     flow = flow_config.make_flow(2, 3)
     flow_data = pretraining.make_flow_data(keys[5], dataset.actions, dataset.observations)
     num_train = int(flow_data.train_indices.shape[0])
@@ -107,8 +99,9 @@ def _worker(out_dir: pathlib.Path) -> None:
         init = jax.jit(init)
         return jax.tree.map(lambda *x: jnp.stack(x), *[init(k) for k in keys])
 
+    # make_train's program without its donation: the same states go in for every mesh below.
     flow_epoch = jax.jit(
-        jax.vmap(pretraining.make_train(flow_config, flow, num_train), in_axes=(0, 0, None))
+        jax.vmap(pretraining.make_epoch(flow_config, flow, num_train), in_axes=(0, 0, None))
     )
     flow_states = stacked_init(lambda k: pretraining.init(flow_config, flow, k, flow_data),
                                jax.random.split(keys[6], NUM_SEEDS))
@@ -117,7 +110,7 @@ def _worker(out_dir: pathlib.Path) -> None:
     awac_config = agent.AWACConfig(batch_size=32, hidden_dims=(16, 16))
     frozen = jax.jit(jax.vmap(flow.freeze))(flow_states.params)
     agent_states = stacked_init(agent.make_init(awac_config, flow, 3), epoch_keys)
-    run_seeds = make_train_chunk(awac_config, flow)
+    run_seeds = agent.make_train(awac_config, flow)
 
     def leaves(tree):
         return [np.asarray(x) for x in jax.tree.leaves(sharding.to_host(tree))]
@@ -167,7 +160,7 @@ def _worker(out_dir: pathlib.Path) -> None:
     except ValueError as e:
         report["uneven_error"] = str(e)
 
-    # experiments.pretrain_flow.pretrain places seeds over all 4 devices on its own.
+    # lfjax.pretraining.pretrain places seeds over all 4 devices on its own.
     out = pretrain(flow_config, dataset.actions, dataset.observations, num_epochs=2,
                    num_seeds=NUM_SEEDS, seed=1, progress=False, log=lambda _: None)
     params = {f"leaf_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(out.best_params))}
@@ -226,13 +219,13 @@ def test_pretrain_on_four_devices_matches_one_device(four_devices):
     import jax
     import jax.numpy as jnp
 
-    from experiments.pretrain_flow import pretrain
-    from lfjax import pretraining
+    from lfjax.configs import FlowTrainConfig
+    from lfjax.pretraining import pretrain
 
     keys = jax.random.split(jax.random.PRNGKey(0), 8)  # the worker's data, drawn the same way
     actions = jnp.tanh(jax.random.normal(keys[1], (2048, 2)))
     states = jax.random.normal(keys[0], (2048, 3))
-    config = pretraining.FlowTrainConfig(num_blocks=2, hidden_dims=(16, 16), batch_size=128)
+    config = FlowTrainConfig(num_blocks=2, hidden_dims=(16, 16), batch_size=128)
     out = pretrain(config, actions, states, num_epochs=2, num_seeds=NUM_SEEDS, seed=1,
                    progress=False, log=lambda _: None)
     sharded = np.load(four_devices[1] / "pretrain.npz")

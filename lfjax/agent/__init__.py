@@ -1,12 +1,15 @@
-"""Latent AWAC: an actor in the latent space of a frozen conditional flow, twin critics."""
+"""Latent AWAC: an actor in the latent space of a frozen conditional flow, twin critics; with
+`IdentityDecoder` instead of a flow, AWAC (and behaviour cloning) in action space."""
 
-from lfjax.agent.config import AWACConfig
+from lfjax.agent.decoders import IdentityDecoder
 from lfjax.agent.losses import actor_loss, advantage_weights, critic_loss, td_target
 from lfjax.agent.networks import TanhGaussianActor, TwinCritic, sample_latents
 from lfjax.agent.train import TrainState, make_act, make_init, make_train, make_update_step
+from lfjax.configs import AWACConfig
 
 __all__ = [
     "AWACConfig",
+    "IdentityDecoder",
     "TanhGaussianActor",
     "TrainState",
     "TwinCritic",

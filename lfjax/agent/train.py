@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import optax
 
 from lfjax.agent import losses
-from lfjax.agent.config import AWACConfig
 from lfjax.agent.networks import TanhGaussianActor, TwinCritic, sample_latents
+from lfjax.configs import AWACConfig
 
 
 class LatentDecoder(Protocol):
@@ -33,7 +33,8 @@ class LatentDecoder(Protocol):
 class TrainState:
     """Everything one seed's training carries from update to update.
 
-    critic_params and target_critic_params hold both critics with a leading axis of 2.
+    critic_params and target_critic_params hold both critics with a leading axis of 2; all
+    three critic fields are None for behaviour cloning, which trains no critics.
     """
 
     actor_params: Any
@@ -59,8 +60,11 @@ def _optimizers(config: AWACConfig) -> tuple[optax.GradientTransformation, optax
     return optax.adam(config.actor_lr), optax.adam(config.critic_lr)
 
 
-def make_init(config: AWACConfig, flow: LatentDecoder, obs_dim: int) -> Callable[[jax.Array], TrainState]:
-    """Returns init(key) -> TrainState for one seed; `jax.vmap(init)(keys [N])` gives N seeds."""
+def make_init(
+    config: AWACConfig, flow: LatentDecoder, obs_dim: int, *, behaviour_cloning: bool = False
+) -> Callable[[jax.Array], TrainState]:
+    """Returns init(key) -> TrainState for one seed; `jax.vmap(init)(keys [N])` gives N seeds.
+    behaviour_cloning: no critics (their fields are None)."""
     actor, critic = _networks(config, flow)
     actor_opt, critic_opt = _optimizers(config)
 
@@ -69,13 +73,13 @@ def make_init(config: AWACConfig, flow: LatentDecoder, obs_dim: int) -> Callable
         obs = jnp.zeros((1, obs_dim), jnp.float32)
         actions = jnp.zeros((1, flow.action_dim), jnp.float32)
         actor_params = actor.init(actor_key, obs)
-        critic_params = critic.init(critic_key, obs, actions)
+        critic_params = None if behaviour_cloning else critic.init(critic_key, obs, actions)
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
             target_critic_params=critic_params,
             actor_opt_state=actor_opt.init(actor_params),
-            critic_opt_state=critic_opt.init(critic_params),
+            critic_opt_state=None if behaviour_cloning else critic_opt.init(critic_params),
             rng=rng,
             step=jnp.zeros((), jnp.int32),
         )
@@ -89,7 +93,7 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 def make_update_step(
-    config: AWACConfig, flow: LatentDecoder
+    config: AWACConfig, flow: LatentDecoder, *, behaviour_cloning: bool = False
 ) -> Callable[[TrainState, Any, Any, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """Returns update_step(state, flow_params, dataset, key) -> (state, metrics) for one seed.
 
@@ -98,7 +102,13 @@ def make_update_step(
         next_observations [M, S], terminals [M] (normalized states, float32).
     key: randomness of this update (batch indices and the three policy samples).
     metrics: scalars critic_loss, actor_loss, q_mean, weight_mean, weight_clipped_frac, finite.
+
+    behaviour_cloning: the actor's loss with every weight 1 and no critics (the BC baseline):
+    update_step then draws the same batch and actor sample as AWAC's and its metrics are
+    actor_loss and finite.
     """
+    if behaviour_cloning:
+        return _make_bc_update_step(config, flow)
     actor, critic = _networks(config, flow)
     actor_opt, critic_opt = _optimizers(config)
 
@@ -183,15 +193,59 @@ def make_update_step(
     return update_step
 
 
-def make_train_chunk(
-    config: AWACConfig, flow: LatentDecoder
-) -> Callable[[TrainState, Any, Any, int], tuple[TrainState, dict[str, jax.Array]]]:
-    """Returns the jitted run_seeds(states [N], flow_params [N], dataset, num_updates).
+def _make_bc_update_step(config: AWACConfig, flow: LatentDecoder):
+    """Behaviour cloning through the decoder: mean |decode(z, s) - a| with z ~ pi(s)."""
+    actor, _ = _networks(config, flow)
+    actor_opt, _ = _optimizers(config)
 
-    The program behind `make_train`, with the dataset as an explicit argument: what
-    `experiments.benchmark` lowers, compiles and times. num_updates is static.
+    def update_step(state, flow_params, dataset, key):
+        flow_params = jax.lax.stop_gradient(flow_params)
+        # Same key split as AWAC's update, so the batch and the actor's sample line up.
+        batch_key, _, actor_key = jax.random.split(key, 3)
+        idx = jax.random.randint(batch_key, (config.batch_size,), 0, dataset.rewards.shape[0])
+        obs = dataset.observations[idx]
+        actions = dataset.actions[idx]
+        chex.assert_rank([obs, actions], [2, 2])
+        weights = jnp.ones((config.batch_size,), jnp.float32)
+
+        def actor_loss_fn(actor_params):
+            mean, log_std = actor.apply(actor_params, obs)
+            latents = sample_latents(mean, log_std, actor_key)
+            policy_actions = flow.decode(flow_params, latents, obs)
+            return losses.actor_loss(weights, policy_actions, actions)
+
+        actor_loss, actor_grads = jax.value_and_grad(actor_loss_fn)(state.actor_params)
+        actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)
+        actor_params = optax.apply_updates(state.actor_params, actor_updates)
+        new_state = state.replace(
+            actor_params=actor_params, actor_opt_state=actor_opt_state, step=state.step + 1
+        )
+        finite = jnp.isfinite(actor_loss) & _all_finite(actor_params)
+        return new_state, {"actor_loss": actor_loss, "finite": finite}
+
+    return update_step
+
+
+def make_train(
+    config: AWACConfig, flow: LatentDecoder, *, behaviour_cloning: bool = False
+) -> Callable[[TrainState, Any, Any, int], tuple[TrainState, dict[str, jax.Array]]]:
+    """Returns the jitted train_chunk(states [N], flow_params [N], data, num_updates)
+    -> (states [N], metrics).
+
+    Each call runs `num_updates` updates per seed inside one `lax.scan`, all seeds at once
+    (vmap over the leading axis of states and flow_params). The dataset (`make_update_step`'s
+    fields, normalized states) is an argument shared by all seeds (vmap in_axes=None): it is
+    neither baked into the program as a constant nor copied per seed. num_updates is static:
+    a new value compiles anew. `lfjax.pretraining.make_train` has the same form for the flow.
+
+    metrics: dict of arrays [N, num_updates], one entry per update (see `make_update_step`).
+    Each seed's randomness continues from its state's rng, so two chunks of k updates equal
+    the same calls again; a chunk of 2k draws different keys than two chunks of k.
+    Inputs placed with `lfjax.sharding` (states and flow_params split over seeds, dataset
+    replicated) give outputs split the same way: jit propagates the shardings.
+    behaviour_cloning: the BC baseline's update (`make_update_step`).
     """
-    update_step = make_update_step(config, flow)
+    update_step = make_update_step(config, flow, behaviour_cloning=behaviour_cloning)
 
     def run_chunk(state, flow_params, dataset, num_updates):
         rng, chunk_key = jax.random.split(state.rng)
@@ -204,33 +258,9 @@ def make_train_chunk(
         return state, metrics
 
     @functools.partial(jax.jit, static_argnames="num_updates")
-    def run_seeds(states, flow_params, dataset, num_updates):
+    def train_chunk(states, flow_params, dataset, num_updates):
         chunk = functools.partial(run_chunk, num_updates=num_updates)
         return jax.vmap(chunk, in_axes=(0, 0, None))(states, flow_params, dataset)
-
-    return run_seeds
-
-
-def make_train(
-    config: AWACConfig, dataset: Any, flow: LatentDecoder
-) -> Callable[[TrainState, Any, int], tuple[TrainState, dict[str, jax.Array]]]:
-    """Returns train_chunk(states [N], flow_params [N], num_updates) -> (states [N], metrics).
-
-    Each call runs `num_updates` updates per seed inside one jitted `lax.scan`, all seeds at
-    once (vmap over the leading axis of states and flow_params). The dataset is passed to the
-    compiled function as an argument shared by all seeds (vmap in_axes=None): it is neither
-    baked into the program as a constant nor copied per seed. A new `num_updates` compiles anew.
-
-    metrics: dict of arrays [N, num_updates], one entry per update (see `make_update_step`).
-    Each seed's randomness continues from its state's rng, so two chunks of k updates equal
-    the same calls again; a chunk of 2k draws different keys than two chunks of k.
-    Inputs placed with `lfjax.sharding` (states and flow_params split over seeds, dataset
-    replicated) give outputs split the same way: jit propagates the shardings.
-    """
-    run_seeds = make_train_chunk(config, flow)
-
-    def train_chunk(states: TrainState, flow_params: Any, num_updates: int):
-        return run_seeds(states, flow_params, dataset, num_updates)
 
     return train_chunk
 

@@ -1,18 +1,13 @@
-"""Datasets: the environment registry, maze2d generation (D4RL's recipe), generated stand-ins
-for the locomotion datasets (NOT D4RL data), converting D4RL's hdf5 files (medium-replay) and
-loading Minari datasets into device memory.
+"""Datasets: the environment registry, transitions, and loading Minari datasets into device
+memory. (Making datasets — maze2d by D4RL's recipe, locomotion stand-ins, D4RL's hdf5 files —
+is `lfjax.datagen`.)
 
     spec = get_env_spec("maze2d-umaze")           # registry entry, spec.make_eval_env(seed)
-    generate_dataset("maze2d-umaze")              # = python -m experiments.make_dataset ...
     data = load_dataset("maze2d-umaze")           # data.transitions, data.state_stats, ...
     load_dataset("hopper-medium")                 # Minari's mujoco/hopper/medium-v0, or the
                                                   # stand-in, with a SubstituteDatasetWarning
-    convert_d4rl_hdf5("hopper-medium-replay", "hopper_medium_replay-v2.hdf5")
-                                                  # = python -m experiments.convert_d4rl ...
 """
 
-from lfjax.data.d4rl_hdf5 import D4RLFileError, convert_d4rl_hdf5
-from lfjax.data.generate import generate_dataset
 from lfjax.data.loading import (
     LoadedDataset,
     load_dataset,
@@ -44,7 +39,6 @@ from lfjax.data.transitions import (
 
 __all__ = [
     "CorruptDatasetError",
-    "D4RLFileError",
     "DatasetError",
     "DatasetExistsError",
     "DatasetPathError",
@@ -61,10 +55,8 @@ __all__ = [
     "UnknownEnvError",
     "compute_state_stats",
     "concatenate",
-    "convert_d4rl_hdf5",
     "datasets_root",
     "env_names",
-    "generate_dataset",
     "get_env_spec",
     "load_dataset",
     "missing_dataset_message",

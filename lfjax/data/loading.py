@@ -13,7 +13,7 @@ Which Minari dataset a name loads:
 - <env>-medium: mujoco/<env>/medium-v0; <env>-medium-expert: mujoco/<env>/medium-v0 followed by
   mujoco/<env>/expert-v0 (D4RL's medium-expert is that concatenation);
   <env>-medium-replay: lfjax/<env>-medium-replay-v0, which the user converts from D4RL's hdf5
-  (`python -m experiments.convert_d4rl`, lfjax.data.d4rl_hdf5; Minari publishes no
+  (`python -m experiments.convert_d4rl`, lfjax.datagen.d4rl_hdf5; Minari publishes no
   medium-replay). When any of these is missing but the generated stand-in
   lfjax-generated/<name>-v0 (`python -m experiments.make_dataset --env=<name>`) is there, the
   stand-in is loaded instead, with a warning: it is NOT D4RL's data.
@@ -37,6 +37,8 @@ from lfjax.data.minari_io import (
     SubstituteDatasetWarning,
 )
 from lfjax.data.registry import MAZE2D_DATASET_VERSION, EnvSpec, get_env_spec
+from lfjax.data.transitions import StateStats, Transitions, compute_state_stats
+from lfjax.evaluation import normalized_score
 
 # What changed in each maze2d recipe since the version named (for the outdated-data messages).
 MAZE2D_RECIPE_CHANGES = {
@@ -44,7 +46,7 @@ MAZE2D_RECIPE_CHANGES = {
     "again), which left 51 % of action entries at exactly ±1 instead of D4RL's 31 %, and "
     "shortest-path ties broke in another order than D4RL's",
 }
-# The maze2d recipe version that writes MAZE2D_DATASET_VERSION (lfjax.data.maze2d.RECIPE_VERSION,
+# The maze2d recipe version that writes MAZE2D_DATASET_VERSION (lfjax.datagen.maze2d.RECIPE_VERSION,
 # repeated here so that loading never imports gymnasium-robotics; a test keeps them equal).
 MAZE2D_RECIPE_VERSION = 2
 
@@ -70,7 +72,6 @@ def outdated_note(spec: EnvSpec) -> str:
         f"delete {'it' if len(old) == 1 else 'them'} from {minari_io.datasets_root()} to free "
         f"the space."
     )
-from lfjax.data.transitions import StateStats, Transitions, compute_state_stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +99,7 @@ class LoadedDataset:
 
     def normalized_score(self, returns):
         """D4RL normalized score: 100 (return - ref_min) / (ref_max - ref_min), elementwise."""
-        return 100.0 * (np.asarray(returns) - self.ref_min_score) / (
-            self.ref_max_score - self.ref_min_score
-        )
+        return normalized_score(returns, self.ref_min_score, self.ref_max_score)
 
 
 def d4rl_pointmaze_id(maze: str) -> str:
@@ -212,7 +211,7 @@ def _read_one(
     arrays, metadata = minari_io.read_episodes(minari_id, observation_key=key)
     arrays.pop("timeouts")
     if foreign_maze:
-        from lfjax.data import maze2d
+        from lfjax.envs import maze2d
 
         # Same simulator and frame as our env, so only the reward needs to become ours.
         goal = maze2d.get_layout(spec.maze).goal
@@ -249,7 +248,7 @@ def missing_dataset_message(spec: EnvSpec, missing: list[str]) -> str:
             + (f"{old}\n" if old else "")
             + f"Create it with:\n    {spec.generated_by}\n"
             f"(add --num_steps=N for a smaller one; or call "
-            f"lfjax.data.generate_dataset({spec.name!r})). Minari's own "
+            f"lfjax.datagen.generate_dataset({spec.name!r})). Minari's own "
             f"{d4rl_pointmaze_id(spec.maze)} is used instead when it is there."
         )
     stand_in = (

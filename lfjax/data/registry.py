@@ -9,7 +9,7 @@ import gymnasium
 KINDS = ("maze", "medium", "medium-replay", "medium-expert")
 
 # Version of the generated maze2d datasets' Minari ids (lfjax/maze2d-<maze>-v<N>); bumped with
-# lfjax.data.maze2d.RECIPE_VERSION whenever the recipe changes the data, so that an older
+# lfjax.datagen.maze2d.RECIPE_VERSION whenever the recipe changes the data, so that an older
 # dataset is never loaded in place of the current one (loading.outdated_datasets finds them).
 MAZE2D_DATASET_VERSION = 1
 
@@ -45,7 +45,7 @@ class EnvSpec:
             locomotion, the generated stand-in's size.
         generated_by: the command that creates the dataset itself locally (maze2d), else None.
         stand_in_id: locomotion only: the Minari id of a generated stand-in (NOT D4RL data,
-            lfjax.data.locomotion) loaded when the real dataset is missing.
+            lfjax.datagen.locomotion) loaded when the real dataset is missing.
     """
 
     name: str
@@ -123,7 +123,7 @@ class EnvSpec:
         autoreset) is reproducible."""
         if self.is_maze:
             # Imported here: it pulls in gymnasium-robotics, which the locomotion envs don't need.
-            from lfjax.data import maze2d
+            from lfjax.envs import maze2d
 
             return maze2d.make_eval_env(self.maze, seed=seed)
         env = gymnasium.make(self.eval_env_id, max_episode_steps=self.max_episode_steps)
@@ -191,7 +191,7 @@ def _locomotion(env: str, kind: str) -> EnvSpec:
     )
 
 
-# maze2d reference returns: measured 2026-11-26 with lfjax.data.maze2d.reference_returns
+# maze2d reference returns: measured 2026-11-26 with lfjax.datagen.maze2d.reference_returns
 # (100 episodes each, seed 0) on our evaluation env; BUILD_NOTES.md has the table.
 REGISTRY: dict[str, EnvSpec] = {
     spec.name: spec

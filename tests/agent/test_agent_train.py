@@ -27,7 +27,8 @@ STEPS = 3  # one chunk length for every test below: each new length compiles ane
 
 @pytest.fixture(scope="module")
 def train(scale_flow, small_dataset):
-    return make_train(SMALL, small_dataset, scale_flow)
+    train_chunk = make_train(SMALL, scale_flow)
+    return lambda states, flow_params, n: train_chunk(states, flow_params, small_dataset, n)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_learning_signal_on_one_step_bandit(seed=0):
     flow = ScaleFlow(action_dim=2, latent_dim=2)
     flow_params = {"scale": jnp.ones((1,))}
     states = jax.vmap(make_init(cfg, flow, 2))(k[2][None])
-    states, metrics = make_train(cfg, ds, flow)(states, flow_params, 300)
+    states, metrics = make_train(cfg, flow)(states, flow_params, ds, 300)
     assert np.all(metrics["finite"])
     act = make_act(cfg, flow, deterministic=True)
     params = jax.tree.map(lambda x: x[0], states.actor_params)

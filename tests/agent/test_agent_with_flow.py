@@ -46,7 +46,7 @@ def test_agent_learns_through_real_flow_and_never_moves_it():
     assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads))
 
     states = jax.vmap(make_init(cfg, flow, 2))(jax.random.split(jax.random.PRNGKey(3), n))
-    states, metrics = make_train(cfg, ds, flow)(states, frozen, 250)
+    states, metrics = make_train(cfg, flow)(states, frozen, ds, 250)
     assert np.all(metrics["finite"])
 
     act = jax.jit(jax.vmap(make_act(cfg, flow, deterministic=True)))

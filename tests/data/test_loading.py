@@ -18,13 +18,14 @@ from lfjax.data import (
     concatenate,
     get_env_spec,
     load_dataset,
-    maze2d,
     minari_io,
     normalize_states,
     split,
 )
 
-from .conftest import SMALL_STEPS
+from lfjax.datagen import maze2d
+
+from ..conftest import SMALL_STEPS
 
 
 @pytest.fixture(scope="module")

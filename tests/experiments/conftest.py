@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from lfjax.data import generate_dataset
+from lfjax.datagen import generate_dataset
 
 
 @pytest.fixture(scope="session")

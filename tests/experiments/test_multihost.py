@@ -18,7 +18,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 FLAGS = [
     "--env=maze2d-umaze", "--preset=quick", "--num_seeds=4", "--seed=5",
     "--flow_blocks=2", "--flow_epochs=2", "--flow_batch_size=256",
-    "--num_updates=200", "--eval_every=100", "--eval_episodes=2", "--batch_size=64",
+    "--num_updates=200", "--eval_every=100", "--eval_episodes=2", "--final_eval_episodes=3", "--batch_size=64",
     "--noprogress",
 ]
 

@@ -29,7 +29,7 @@ def test_one_flow_per_seed_then_reused_by_run(minari_root, tmp_path):
     run = cli("experiments.run", [
         *FLOW, "--num_seeds=2", "--flow_per_seed", f"--flow_dir={tmp_path / 'flow'}",
         f"--workdir={tmp_path / 'run'}", "--num_updates=20", "--eval_every=20",
-        "--eval_episodes=1", "--batch_size=32",
+        "--eval_episodes=1", "--final_eval_episodes=1", "--batch_size=32",
     ], minari_root)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "reusing the pretrained flow" in run.stdout and "pretraining" not in run.stdout

@@ -16,7 +16,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = [
     "--env=maze2d-umaze", "--preset=quick", "--num_seeds=2", "--seed=3",
     "--flow_blocks=2", "--flow_epochs=2", "--flow_batch_size=256",
-    "--num_updates=300", "--eval_every=100", "--eval_episodes=2", "--batch_size=64",
+    "--num_updates=300", "--eval_every=100", "--eval_episodes=2", "--final_eval_episodes=3", "--batch_size=64",
     "--noprogress",
 ]
 
@@ -45,6 +45,7 @@ def test_writes_every_output(finished):
     assert results["status"] == "finished" and results["updates"] == 300
     assert results["config"]["seeds"] == [3, 4]
     assert [p["updates"] for p in results["curve"]] == [100, 200, 300]
+    assert [p["episodes"] for p in results["curve"]] == [2, 2, 3]  # the last: --final_eval_episodes
     assert len(results["final"]["scores"]) == 2 and np.isfinite(results["final"]["mean"])
     assert len(results["flow"]["history"]) == 2 and "jax" in results["versions"]
     assert "flow BC (z ~ U)" in results["baselines"]
@@ -121,12 +122,13 @@ def evaluate(args, root):
 def test_evaluate_reproduces_the_runs_last_evaluation(finished, minari_root):
     workdir, _ = finished
     last = json.loads((workdir / "results.json").read_text())["curve"][-1]
-    proc = evaluate([f"--workdir={workdir}", "--episodes=2", f"--eval_seed={last['eval_seed']}"], minari_root)
+    assert last["episodes"] == 3  # the last evaluation uses --final_eval_episodes
+    proc = evaluate([f"--workdir={workdir}", "--episodes=3", f"--eval_seed={last['eval_seed']}"], minari_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    record = json.loads((workdir / "evaluations" / f"step-300-2ep-sample-seed{last['eval_seed']}.json").read_text())
+    record = json.loads((workdir / "evaluations" / f"step-300-3ep-sample-seed{last['eval_seed']}.json").read_text())
     assert record["step"] == 300 and record["seeds"] == [3, 4]
     assert record["scores"] == last["scores"]  # same checkpoint, episodes and noise: same scores
-    assert np.asarray(record["returns"]).shape == (2, 2) and "normalized score" in proc.stdout
+    assert np.asarray(record["returns"]).shape == (2, 3) and "normalized score" in proc.stdout
 
 
 def test_evaluate_an_earlier_checkpoint_with_mean_actions(finished, minari_root):

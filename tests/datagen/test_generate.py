@@ -5,9 +5,11 @@ import sys
 import numpy as np
 import pytest
 
-from lfjax.data import DatasetExistsError, generate_dataset, maze2d, minari_io
+from lfjax.data import DatasetExistsError, minari_io
+from lfjax.datagen import generate_dataset, maze2d
+from lfjax.envs import maze2d as maze_env
 
-from .conftest import SMALL_REF_EPISODES, SMALL_STEPS
+from ..conftest import SMALL_REF_EPISODES, SMALL_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def test_stream_is_stored_whole_and_continuous(stored):
 
 def test_rewards_are_relabeled_to_the_evaluation_goal(stored):
     arrays, _ = stored
-    goal = maze2d.get_layout("umaze").goal
+    goal = maze_env.get_layout("umaze").goal
     distance = np.linalg.norm(arrays["next_observations"][:, :2] - goal, axis=1)
     np.testing.assert_array_equal(arrays["rewards"], (distance <= 0.5).astype(np.float32))
     assert set(np.unique(arrays["rewards"])) == {0.0, 1.0}
@@ -70,7 +72,7 @@ def test_existing_dataset_is_kept_unless_overwrite(empty_minari_root):
 
 
 def test_train_steps_is_for_locomotion_stand_ins_only(empty_minari_root):
-    # Locomotion names generate stand-ins: tests/data/test_locomotion.py.
+    # Locomotion names generate stand-ins: tests/datagen/test_locomotion.py.
     with pytest.raises(ValueError, match="locomotion"):
         generate_dataset("maze2d-umaze", num_steps=10, train_steps=100, progress=False)
 

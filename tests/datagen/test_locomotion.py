@@ -19,12 +19,11 @@ import pytest
 from lfjax.data import (
     MissingDatasetError,
     SubstituteDatasetWarning,
-    generate_dataset,
     get_env_spec,
     load_dataset,
-    locomotion,
     minari_io,
 )
+from lfjax.datagen import generate_dataset, locomotion
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NUM_STEPS = 1500
@@ -219,15 +218,14 @@ def test_run_without_the_dataset_is_one_clear_error(tmp_path):
 TINY_RUN = [
     "--env=hopper-medium", "--preset=quick", "--num_seeds=2", "--flow_blocks=2",
     "--flow_epochs=1", "--flow_batch_size=256", "--num_updates=100", "--eval_every=50",
-    "--eval_episodes=1", "--batch_size=64", "--noprogress",
+    "--eval_episodes=1", "--final_eval_episodes=1", "--batch_size=64", "--noprogress",
 ]
 
 
 def test_make_dataset_then_run_hopper_end_to_end(tmp_path):
     from lfjax import agent, evaluation
-    from lfjax.checkpointing import restore_tree
-    from lfjax.config import RunConfig
-    from lfjax.flow_checkpoint import load_pretrained_flow
+    from lfjax.checkpoints import load_pretrained_flow, restore_tree
+    from lfjax.configs import RunConfig
 
     root, workdir = tmp_path / "minari", tmp_path / "run"
     made = _subprocess("experiments.make_dataset", [

@@ -14,9 +14,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.experimental import multihost_utils
 
-from lfjax.checkpointing import CheckpointError, read_json, restore_tree, save_tree, write_json
+from lfjax import processes
+from lfjax.checkpoints.trees import CheckpointError, read_json, restore_tree, save_tree, write_json
 from lfjax.flows import ConditionalFlow, FlowParams
 
 FLOW_JSON = "flow.json"
@@ -65,10 +65,9 @@ def save_pretrained_flow(
     tree = jax.device_get({"params": params, "state_mean": state_mean, "state_std": state_std})
     save_tree(directory / PARAMS_DIR, tree)
     num_seeds = int(jax.tree_util.tree_leaves(params)[0].shape[0])
-    if jax.process_index() == 0:
+    if processes.is_leader():
         write_json(directory / FLOW_JSON, {"flow": flow_to_dict(flow), "num_seeds": num_seeds, **info})
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("lfjax-flow-saved")
+    processes.barrier("lfjax-flow-saved")
 
 
 def load_pretrained_flow(directory: str | os.PathLike) -> PretrainedFlow:

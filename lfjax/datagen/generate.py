@@ -1,15 +1,15 @@
 """Generating datasets as Minari datasets: maze2d (D4RL's recipe, SPEC.md 6) and stand-ins for
-the locomotion datasets (lfjax.data.locomotion; NOT D4RL data)."""
+the locomotion datasets (lfjax.datagen.locomotion; NOT D4RL data)."""
 
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import time
 from typing import Any
 
 from lfjax.data import minari_io
 from lfjax.data.registry import EnvSpec, get_env_spec
+from lfjax.provenance import package_versions
 
 
 def generate_dataset(
@@ -23,9 +23,9 @@ def generate_dataset(
 ) -> str:
     """Generates env_name's dataset into Minari's data path; returns its Minari id.
 
-    maze2d-<maze>: D4RL's recipe as lfjax/maze2d-<maze>-v0. Locomotion names
+    maze2d-<maze>: D4RL's recipe as lfjax/maze2d-<maze>-v1. Locomotion names
     (e.g. hopper-medium): a generated stand-in as lfjax-generated/<name>-v0, NOT D4RL's data
-    (lfjax.data.locomotion says how it is made); load_dataset uses it only when the real
+    (lfjax.datagen.locomotion says how it is made); load_dataset uses it only when the real
     dataset is missing, and says so.
     num_steps: stream length (default spec.default_num_steps: maze2d D4RL's size, umaze 1M /
         medium 2M / large 4M; stand-ins 100k).
@@ -60,18 +60,15 @@ def generate_dataset(
     return minari_id
 
 
-def _versions(*packages: str) -> dict[str, str]:
-    return {pkg: importlib.metadata.version(pkg) for pkg in ("lfjax", *packages)}
-
-
 def _generate_maze(
     spec: EnvSpec, minari_id: str, num_steps: int, seed: int, ref_episodes: int, progress: bool
 ) -> None:
     # Deferred: gymnasium-robotics is only needed to generate and evaluate maze2d.
-    from lfjax.data import maze2d
+    from lfjax.datagen import maze2d
+    from lfjax.envs import maze2d as maze_env
 
     env_name = spec.name
-    layout = maze2d.get_layout(spec.maze)
+    layout = maze_env.get_layout(spec.maze)
     bar = _progress_bar(num_steps, f"{env_name} stream") if progress else None
     start = time.perf_counter()
     stream = maze2d.collect_stream(
@@ -93,12 +90,12 @@ def _generate_maze(
         "waypoint_jitter": maze2d.WAYPOINT_JITTER,
         "goal_cell": list(layout.goal_cell),
         "goal": [float(v) for v in layout.goal],
-        "goal_radius": maze2d.GOAL_RADIUS,
+        "goal_radius": maze_env.GOAL_RADIUS,
         "goal_radius_note": "gymnasium-robotics' PointMaze uses 0.45 and a noisy goal; "
         "this dataset and lfjax's eval env use 0.5 around the exact goal-cell centre (D4RL)",
         "reward_from": "next observation (the eval env's reward for the same step)",
-        "start_position_noise": maze2d.START_POSITION_NOISE,
-        "start_velocity_std": maze2d.START_VELOCITY_STD,
+        "start_position_noise": maze_env.START_POSITION_NOISE,
+        "start_velocity_std": maze_env.START_VELOCITY_STD,
         "chunk_length": layout.max_episode_steps,
         "ref_episodes": ref_episodes,
         "ref_random_return": refs.random,
@@ -108,7 +105,7 @@ def _generate_maze(
         "ref_controller_return_d4rl_style": refs.controller_d4rl_style,
         "stream_seconds": round(stream_seconds, 2),
         "steps_per_second": round(num_steps / stream_seconds, 1),
-        "versions": _versions("mujoco", "gymnasium", "gymnasium-robotics", "minari"),
+        "versions": package_versions("lfjax", "mujoco", "gymnasium", "gymnasium-robotics", "minari"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     minari_io.write_stream(
@@ -120,7 +117,7 @@ def _generate_maze(
         chunk_length=layout.max_episode_steps,
         env_id=layout.gym_id,
         algorithm_name="lfjax maze2d waypoint controller (D4RL recipe)",
-        code_permalink="lfjax/data/maze2d.py",
+        code_permalink="lfjax/datagen/maze2d.py",
         ref_min_score=refs.random,
         ref_max_score=refs.controller,
         num_episodes_average_score=ref_episodes,
@@ -150,7 +147,7 @@ def _generate_stand_in(
     progress: bool,
     train_steps: int | None,
 ) -> None:
-    from lfjax.data import locomotion
+    from lfjax.datagen import locomotion
 
     train_steps = locomotion.DEFAULT_TRAIN_STEPS if train_steps is None else int(train_steps)
     if train_steps < 1:
@@ -214,7 +211,7 @@ def _generate_stand_in(
         "d4rl_ref_max_score": spec.d4rl_ref_max_score,
         "collect_seconds": round(collect_seconds, 2),
         "steps_per_second": round(num_steps / collect_seconds, 1),
-        "versions": _versions("mujoco", "gymnasium", "minari"),
+        "versions": package_versions("lfjax", "mujoco", "gymnasium", "minari"),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     kinds = {
@@ -229,7 +226,7 @@ def _generate_stand_in(
         episodes,
         env_id=spec.eval_env_id,
         algorithm_name="lfjax stand-in: uniform random + linear ARS policy",
-        code_permalink="lfjax/data/locomotion.py",
+        code_permalink="lfjax/datagen/locomotion.py",
         ref_min_score=refs.random,
         ref_max_score=refs.trained,
         num_episodes_average_score=ref_episodes,

@@ -1,4 +1,4 @@
-"""Converting D4RL's hdf5 files (lfjax.data.d4rl_hdf5) on small synthetic files in D4RL's
+"""Converting D4RL's hdf5 files (lfjax.datagen.d4rl_hdf5) on small synthetic files in D4RL's
 *-v2.hdf5 layout: episode boundaries, terminations vs truncations, the loaded transitions
 against D4RL's qlearning_dataset (expected arrays written out by hand), provenance, and every
 validation error."""
@@ -12,17 +12,16 @@ import pytest
 
 from lfjax.data import (
     CorruptDatasetError,
-    D4RLFileError,
     DatasetError,
     DatasetExistsError,
     MissingDatasetError,
     UnknownEnvError,
-    convert_d4rl_hdf5,
     get_env_spec,
     load_dataset,
     minari_io,
 )
-from lfjax.data.d4rl_hdf5 import split_episodes
+from lfjax.datagen import D4RLFileError, convert_d4rl_hdf5
+from lfjax.datagen.d4rl_hdf5 import split_episodes
 
 N, S, A = 10, 11, 3  # hopper: 11-dim observations, 3-dim actions
 ID = "lfjax/hopper-medium-replay-v0"
@@ -172,9 +171,9 @@ def test_provenance_is_in_the_metadata(empty_minari_root, tmp_path):
     assert (loaded.ref_min_score, loaded.ref_max_score) == (-20.272305, 3234.3)
     assert loaded.minari_id == ID
     # experiments.run records this dict in results.json (dataset.generation) and flow.json.
-    from experiments import pipeline
+    from lfjax.stages.dataset import dataset_identity
 
-    assert pipeline.dataset_identity(loaded)["generation"]["source_sha256"] == info["source_sha256"]
+    assert dataset_identity(loaded)["generation"]["source_sha256"] == info["source_sha256"]
 
 
 def test_overwrite(empty_minari_root, tmp_path):

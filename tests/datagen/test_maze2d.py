@@ -1,44 +1,17 @@
-import gymnasium
+"""D4RL's maze2d collection recipe (lfjax.datagen.maze2d): planner, controller, stream, references."""
+
 import numpy as np
 import pytest
 
-from lfjax.data import maze2d
+from lfjax.datagen import maze2d
+from lfjax.envs import maze2d as maze_env
 
-# D4RL's layouts (d4rl/pointmaze/maze_model.py), outer wall included; G = evaluation goal.
-D4RL_LAYOUTS = {
-    "umaze": ["#####", "#GOO#", "###O#", "#OOO#", "#####"],
-    "medium": ["########", "#OO##OO#", "#OO#OOO#", "##OOO###", "#OO#OOO#", "#O#OO#O#",
-               "#OOO#OG#", "########"],
-    "large": ["############", "#OOOO#OOOOO#", "#O##O#O#O#O#", "#OOOOOO#OOO#", "#O####O###O#",
-              "#OO#O#OOOOO#", "##O#O#O#O###", "#OO#OOO#OGO#", "############"],
-}
-MAZES = list(D4RL_LAYOUTS)
-
-
-@pytest.mark.parametrize("maze", MAZES)
-def test_layouts_match_d4rl(maze):
-    layout = maze2d.get_layout(maze)
-    rows = D4RL_LAYOUTS[maze]
-    assert layout.grid == tuple(tuple(int(ch == "#") for ch in row) for row in rows)
-    (goal,) = [(r, c) for r, row in enumerate(rows) for c, ch in enumerate(row) if ch == "G"]
-    assert layout.goal_cell == goal
-
-
-@pytest.mark.parametrize("maze", MAZES)
-def test_cell_centres_match_gymnasium_robotics(maze):
-    layout = maze2d.get_layout(maze)
-    sim = maze2d._make_point_maze(layout)
-    for cell in layout.free_cells:
-        centre = maze2d.cell_center(layout, cell)
-        np.testing.assert_allclose(centre, sim.maze.cell_rowcol_to_xy(np.array(cell)))
-        assert maze2d.position_to_cell(layout, *centre) == cell
-        assert maze2d.position_to_cell(layout, *(centre + 0.45)) == cell
-    sim.close()
+MAZES = ["umaze", "medium", "large"]
 
 
 @pytest.mark.parametrize("maze", MAZES)
 def test_planner_paths_are_shortest_and_connected(maze):
-    layout = maze2d.get_layout(maze)
+    layout = maze_env.get_layout(maze)
     planner = maze2d.MazePlanner(layout)
     dist = planner.distances_to(layout.goal_cell)
     assert set(dist) == set(layout.free_cells)  # The maze is connected.
@@ -46,7 +19,7 @@ def test_planner_paths_are_shortest_and_connected(maze):
         path = planner.path_centres(start, layout.goal_cell)
         assert len(path) == max(dist[start], 1)
         np.testing.assert_allclose(path[-1], layout.goal)
-        steps = np.abs(np.diff(np.vstack([maze2d.cell_center(layout, start), path]), axis=0))
+        steps = np.abs(np.diff(np.vstack([maze_env.cell_center(layout, start), path]), axis=0))
         if start != layout.goal_cell:
             np.testing.assert_allclose(steps.sum(axis=1), 1.0)  # One cell at a time.
 
@@ -54,8 +27,8 @@ def test_planner_paths_are_shortest_and_connected(maze):
 @pytest.mark.parametrize("maze", MAZES)
 def test_noise_free_controller_reaches_goal_from_every_start(maze):
     """From every free cell and from seeded random starts, within the episode length."""
-    layout = maze2d.get_layout(maze)
-    env = maze2d.make_eval_env(maze, seed=0)
+    layout = maze_env.get_layout(maze)
+    env = maze_env.make_eval_env(maze, seed=0)
     policy = maze2d.ControllerPolicy(layout)
     starts = [{"start_cell": cell} for cell in layout.free_cells] + [None] * 5
     for options in starts:
@@ -74,53 +47,25 @@ def test_noise_free_controller_reaches_goal_from_every_start(maze):
     env.close()
 
 
-def test_reward_is_one_exactly_within_goal_radius():
-    env = maze2d.Maze2dEnv("medium")
-    env.reset(seed=0)
-    goal = env.layout.goal
-    direction = np.array([-1.0, 0.0])  # Towards the free cell (6, 5), away from walls.
-    for distance, expected in ((0.0, 1.0), (0.499, 1.0), (0.501, 0.0), (0.8, 0.0)):
-        # At rest with zero force the point does not move during the step.
-        env._sim.point_env.set_state(goal + distance * direction, np.zeros(2))
-        obs, reward, *_ = env.step(np.zeros(2, np.float32))
-        np.testing.assert_allclose(obs[:2], goal + distance * direction, atol=1e-9)
-        assert reward == expected
-    positions = goal + np.array([[0.5, 0.0], [0.0, -0.5], [0.3, 0.4], [0.3, 0.41]])
-    np.testing.assert_array_equal(maze2d.goal_reward(positions, goal), [1, 1, 1, 0])
-
-
 def test_eval_env_reward_is_goal_reward_of_next_position():
-    env = maze2d.make_eval_env("umaze", seed=1)
+    env = maze_env.make_eval_env("umaze", seed=1)
     obs, _ = env.reset()
     policy = maze2d.ControllerPolicy(env.unwrapped.layout)
     total = 0.0
     for _ in range(300):
         obs, reward, *_ = env.step(policy(obs))
-        assert reward == maze2d.goal_reward(obs[:2], env.unwrapped.layout.goal)
+        assert reward == maze_env.goal_reward(obs[:2], env.unwrapped.layout.goal)
         total += reward
     assert total > 0
-
-
-def test_starts_cover_free_cells_with_small_noise():
-    env = maze2d.Maze2dEnv("umaze")
-    layout = env.layout
-    cells = set()
-    for seed in range(60):
-        obs, _ = env.reset(seed=seed)
-        cell = maze2d.position_to_cell(layout, obs[0], obs[1])
-        cells.add(cell)
-        offset = obs[:2] - maze2d.cell_center(layout, cell)
-        assert np.all(np.abs(offset) <= maze2d.START_POSITION_NOISE)
-    assert cells == set(layout.free_cells)  # The goal cell included, as D4RL.
 
 
 def test_fast_physics_matches_point_env_step():
     """collect_stream steps MuJoCo directly; replaying its actions through PointEnv.step
     (the evaluation env's physics) gives bit-identical observations, wall contacts included."""
-    layout = maze2d.get_layout("medium")
+    layout = maze_env.get_layout("medium")
     stream = maze2d.collect_stream("medium", 3000, seed=3)
-    sim = maze2d._make_point_maze(layout)
-    obs = maze2d._reset_physics(sim, stream.observations[0, :2], stream.observations[0, 2:])
+    sim = maze_env.make_point_maze(layout)
+    obs = maze_env.reset_physics(sim, stream.observations[0, :2], stream.observations[0, 2:])
     replay = [obs]
     for action in stream.actions:
         obs, *_ = sim.point_env.step(action.astype(np.float64))
@@ -149,11 +94,11 @@ def test_controller_clips_before_the_noise_is_added():
     """D4RL's get_action returns clip(PD, -1, 1); the generation script then adds the noise and
     clips again. Far from its waypoint the PD output is ~±10: noise added before the first clip
     (the v0 recipe) would leave the action at ±1."""
-    layout = maze2d.get_layout("umaze")
+    layout = maze_env.get_layout("umaze")
     controller = maze2d.WaypointController(maze2d.MazePlanner(layout))
-    start = maze2d.cell_center(layout, (3, 1))
+    start = maze_env.cell_center(layout, (3, 1))
     controller.set_goal((1, 1), *start)
-    waypoint = maze2d.cell_center(layout, (3, 2))  # the first step of the path: one cell right
+    waypoint = maze_env.cell_center(layout, (3, 2))  # the first step of the path: one cell right
     ax, ay, reached = controller.act(*start, 0.0, 0.0)
     assert not reached
     assert 10 * (waypoint[0] - start[0]) == 10.0  # the unclipped PD output
@@ -207,36 +152,13 @@ def _d4rl_waypoint_cells(grid, start, goal):
 def test_planner_breaks_ties_like_d4rl_value_iteration(maze):
     """Every (start, goal) pair of free cells takes D4RL's path, not just a shortest one
     (another tie order changes ~18 % of medium's pairs and ~8 % of large's)."""
-    layout = maze2d.get_layout(maze)
+    layout = maze_env.get_layout(maze)
     planner = maze2d.MazePlanner(layout)
     for goal in layout.free_cells:
         for start in layout.free_cells:
             expected = _d4rl_waypoint_cells(layout.grid, start, goal)
-            centres = np.stack([maze2d.cell_center(layout, c) for c in expected])
+            centres = np.stack([maze_env.cell_center(layout, c) for c in expected])
             np.testing.assert_array_equal(planner.path_centres(start, goal), centres)
-
-
-def test_sync_vector_env_autoresets_and_is_deterministic():
-    def rollout():
-        envs = gymnasium.vector.SyncVectorEnv(
-            [lambda s=s: maze2d.make_eval_env("umaze", seed=s) for s in (0, 1)]
-        )
-        envs.action_space.seed(0)
-        obs, _ = envs.reset()
-        trace, truncations = [obs], 0
-        for _ in range(2 * 300 + 5):
-            obs, _, terminated, truncated, _ = envs.step(envs.action_space.sample())
-            assert not terminated.any()
-            truncations += int(truncated.sum())
-            trace.append(obs)
-        envs.close()
-        return np.array(trace), truncations
-
-    first, truncations = rollout()
-    second, _ = rollout()
-    assert truncations == 4
-    np.testing.assert_array_equal(first, second)
-    assert first.shape == (606, 2, 4)
 
 
 def test_reference_returns_expert_above_random():

@@ -1,5 +1,6 @@
-"""One experiment as several JAX processes (``jax.distributed``): who writes, who waits, and
-how a mistake found by one process stops all of them with the same message.
+"""One experiment as several JAX processes (``jax.distributed``): joining the job, who writes,
+who waits, and how a mistake found by one process stops all of them with the same message.
+(Where arrays live on the devices of the job is `lfjax.sharding`.)
 
 Every process runs the same command with the same flags. They compute the same things
 (configuration, initial parameters) and split the seeds between them; process 0 alone writes
@@ -15,7 +16,7 @@ import pathlib
 import random
 import sys
 import zlib
-from typing import Callable, NoReturn, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 import jax
 import numpy as np
@@ -28,6 +29,53 @@ _MESSAGE_BYTES = 2000
 
 class OtherProcessError(Exception):
     """Another process of the job stopped with a user-facing error; this one stops too."""
+
+
+def distributed_requested(enabled: bool | None = None) -> bool:
+    """enabled, or when it is None the environment variable LFJAX_DISTRIBUTED (1/true/yes)."""
+    if enabled is None:
+        return os.environ.get("LFJAX_DISTRIBUTED", "").lower() in ("1", "true", "yes")
+    return enabled
+
+
+def maybe_initialize_distributed(enabled: bool | None = None) -> bool:
+    """Joins a multi-process JAX job when asked to; returns whether it did.
+
+    enabled: None reads the environment variable ``LFJAX_DISTRIBUTED`` (1/true/yes).
+    When enabled, calls ``jax.distributed.initialize``, which auto-detects SLURM, Open MPI,
+    Kubernetes and Cloud TPU jobs; elsewhere set ``JAX_COORDINATOR_ADDRESS`` (host:port of
+    process 0, read by JAX itself), ``LFJAX_NUM_PROCESSES`` and ``LFJAX_PROCESS_ID``.
+    Must run before anything else touches a device, and in every process. Raises ValueError
+    naming the fix when the job is not described (no coordinator, ids that are not integers).
+    """
+    if not distributed_requested(enabled):
+        return False
+    setup = (
+        "set JAX_COORDINATOR_ADDRESS (host:port of process 0), LFJAX_NUM_PROCESSES and "
+        "LFJAX_PROCESS_ID (0, 1, ...) on every host, or launch under SLURM, Open MPI, "
+        "Kubernetes or on Cloud TPU, where they are detected"
+    )
+    ids = {}
+    for name in ("LFJAX_NUM_PROCESSES", "LFJAX_PROCESS_ID"):
+        value = os.environ.get(name, "").strip()
+        try:
+            ids[name] = int(value) if value else None
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not an integer; {setup}") from None
+    try:
+        jax.distributed.initialize(
+            num_processes=ids["LFJAX_NUM_PROCESSES"], process_id=ids["LFJAX_PROCESS_ID"]
+        )
+    except ValueError as e:  # e.g. "coordinator_address should be defined."
+        raise ValueError(f"cannot join a multi-process job ({e}); {setup}") from e
+    return True
+
+
+def broadcast_from_leader(tree: Any) -> Any:
+    """Process 0's value of a host pytree, in every process (identity in a one-process job)."""
+    if jax.process_count() == 1:
+        return tree
+    return multihost_utils.broadcast_one_to_all(tree)
 
 
 def is_leader() -> bool:

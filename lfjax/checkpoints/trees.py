@@ -1,5 +1,5 @@
-"""Durable artefacts: orbax pytree checkpoints that refuse partial or mismatched restores,
-and JSON files written atomically.
+"""Pytrees and JSON on disk: orbax pytree checkpoints that refuse partial or mismatched
+restores, and JSON files written atomically.
 
 Orbax commits a checkpoint by renaming a finished temporary directory, so a run killed
 mid-save leaves either the previous checkpoint or a stray temporary, never a half-written
@@ -129,6 +129,12 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is corrupt ({e}); delete it and rerun") from e
+
+
+def as_json(x: Any) -> Any:
+    """x round-tripped through JSON types (tuples become lists, ...), so that a value read back
+    from a JSON file and a fresh one compare equal."""
+    return json.loads(json.dumps(x))
 
 
 def quiet_orbax() -> None:

@@ -17,7 +17,6 @@ truncations.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import pathlib
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 from lfjax.data import minari_io
 from lfjax.data.minari_io import DatasetError, Episode
 from lfjax.data.registry import REGISTRY, EnvSpec, UnknownEnvError
+from lfjax.provenance import package_versions
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 OPTIONAL_KEYS = ("next_observations",)
@@ -100,7 +100,7 @@ def convert_d4rl_hdf5(
         "reference_returns": "D4RL's REF_MIN_SCORE / REF_MAX_SCORE (d4rl/infos.py)",
         "d4rl_ref_min_score": spec.d4rl_ref_min_score,
         "d4rl_ref_max_score": spec.d4rl_ref_max_score,
-        "versions": {p: importlib.metadata.version(p) for p in ("lfjax", "h5py", "minari")},
+        "versions": package_versions("lfjax", "h5py", "minari"),
         # No creation time (unlike generated datasets): the metadata is the dataset's identity
         # for flow reuse, and converting the same file again is the same data.
     }
@@ -111,7 +111,7 @@ def convert_d4rl_hdf5(
         episodes,
         env_id=spec.eval_env_id,
         algorithm_name="D4RL medium-replay (SAC replay buffer), " + SOURCE,
-        code_permalink="lfjax/data/d4rl_hdf5.py",
+        code_permalink="lfjax/datagen/d4rl_hdf5.py",
         ref_min_score=spec.d4rl_ref_min_score,
         ref_max_score=spec.d4rl_ref_max_score,
         # D4RL does not say over how many episodes its references were measured; Minari's

@@ -1,0 +1,108 @@
+"""What every command-line entry point shares: one-line errors with their exit codes, the
+log, joining a multi-process job, and running a command's stages so that a mistake is one line
+and lost contact with another process leaves cleanly.
+
+Exit codes: 0 done; 2 a mistake the user can fix (one line on stderr, nothing written);
+1 the job lost a process, or failed for a cause that is not the user's.
+"""
+
+import os
+import pathlib
+import sys
+from typing import Callable
+
+import jax
+from tqdm import tqdm
+
+from lfjax import processes
+from lfjax.checkpoints import CheckpointError
+from lfjax.data import DatasetError
+
+Log = Callable[[str], None]
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed as one or two lines, exit status 2."""
+
+
+# What a command reports as one line on stderr with exit status 2 (the user can fix it).
+USER_ERRORS = (UserError, CheckpointError, DatasetError, ValueError)
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def start_cli(argv: list[str]) -> int | None:
+    """The common start of the command-line entry points: quiets orbax's logging and refuses
+    positional arguments (absl would silently ignore them). Returns an exit status to stop
+    with, or None to go on."""
+    from lfjax.checkpoints import quiet_orbax
+
+    quiet_orbax()
+    if len(argv) > 1:
+        return fail(f"unexpected arguments {argv[1:]}; flags look like --env=maze2d-umaze")
+    return None
+
+
+def log_line(message: str) -> None:
+    tqdm.write(message, file=sys.stdout)
+
+
+def quiet(message: str) -> None:
+    """The log of processes other than 0 in a multi-process job: process 0 speaks for all."""
+
+
+def join_processes(distributed: bool) -> None:
+    """Joins the multi-process job when --distributed (or LFJAX_DISTRIBUTED=1) asks for it.
+    Must come before anything touches a device. UserError when the job is not described."""
+    if processes.distributed_requested(distributed or None):
+        # Said first: joining blocks until every process is there, and if the coordinator
+        # never answers JAX ends the process itself after its timeout (5 min).
+        address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+        process, count = os.environ.get("LFJAX_PROCESS_ID"), os.environ.get("LFJAX_NUM_PROCESSES")
+        where = f"at {address}" if address else "(coordinator from the cluster environment)"
+        who = f" as process {process} of {count}" if process and count else ""
+        print(f"joining the multi-process job {where}{who}; it starts when every process has "
+              "joined", file=sys.stderr, flush=True)
+    try:
+        processes.maybe_initialize_distributed(distributed or None)
+    except ValueError as e:
+        raise UserError(f"--distributed: {e}") from e
+
+
+def job_output(progress: bool) -> tuple[Log, bool]:
+    """This process's log and whether it shows progress bars: process 0 speaks for the job."""
+    if processes.is_leader():
+        return log_line, progress
+    return quiet, False
+
+
+def check_writable(directory: pathlib.Path, flag: str) -> None:
+    """UserError unless ``directory`` exists as a writable directory or can be created;
+    creates nothing (a run refused later must leave no trace)."""
+    existing = directory.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{flag}={directory}: {existing} is a file, not a directory; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}={directory}: {existing} is not writable; choose another {flag}")
+
+
+def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
+    """Runs a command's stages and returns its exit status. A user-facing error, in this or any
+    other process of the job, is one line on stderr and status 2; lost contact with another
+    process is one line (with ``after_lost_contact``: what is saved, how to go on) and status 1."""
+    try:
+        return stages()
+    except (*USER_ERRORS, processes.OtherProcessError) as e:
+        return fail(str(e))
+    except OSError as e:  # a full disk, a directory that vanished: the environment, not a bug
+        return fail(f"{e}; check the path, its permissions and the free disk space (files "
+                    "written before this are intact)")
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise  # one process: a bug, shown whole
+        processes.leave_after_lost_contact(e, after_lost_contact)

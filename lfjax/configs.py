@@ -1,0 +1,202 @@
+"""Every configuration of lfjax in one place: flow pretraining, latent AWAC, a whole run, and
+the presets table. Frozen dataclasses (hashable, so jit can take them as static arguments)
+whose defaults are the paper's values (SPEC.md 3-4); `PRESETS` maps a preset name to the
+RunConfig it builds for an environment.
+"""
+
+import dataclasses
+from typing import Any
+
+from lfjax.flows import ConditionalFlow, make_flow
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowTrainConfig:
+    """Flow-pretraining hyperparameters; defaults are the paper's (SPEC.md 2-3)."""
+
+    num_blocks: int = 12
+    hidden_dims: tuple[int, ...] = (256, 256)
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 1024
+    max_grad_norm: float = 0.1
+    # None: the dataset's own count (100 medium and maze, 350 medium-replay, 50 medium-expert).
+    num_epochs: int | None = None
+    validation_fraction: float = 0.1
+    # Validation runs in chunks of this many rows to bound memory on large datasets.
+    validation_chunk: int = 8192
+
+    @classmethod
+    def quick(cls) -> "FlowTrainConfig":
+        """The paper's flow with 7 epochs instead of 100 (BUILD_NOTES.md, quick preset: fewer
+        blocks or epochs measurably stop the agent from learning)."""
+        return cls(num_epochs=7)
+
+    def make_flow(self, action_dim: int, state_dim: int) -> ConditionalFlow:
+        return make_flow(action_dim, state_dim, self.num_blocks, self.hidden_dims)
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first invalid setting."""
+        positive = ("num_blocks", "batch_size", "validation_chunk")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"flow config: {name} must be positive, got {getattr(self, name)}")
+        if self.num_epochs is not None and self.num_epochs < 1:
+            raise ValueError(f"flow config: num_epochs must be positive, got {self.num_epochs}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f"flow config: validation_fraction must be in (0, 1), got {self.validation_fraction}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class AWACConfig:
+    """Latent AWAC settings; the defaults are the official single-run config (configs/run_rl.py).
+
+    Attributes:
+        batch_size: transitions per update (the paper's sweep also tried 256 and 1024).
+        gamma: discount.
+        tau: Polyak step of the target critics.
+        awac_lambda: temperature of the advantage weights exp((q - v) / lambda).
+        weight_clip: upper bound on the advantage weights.
+        actor_lr: Adam learning rate of the actor.
+        critic_lr: Adam learning rate of the twin critics (one Adam over both: Adam is
+            elementwise, so this equals the official code's two optimizers).
+        hidden_dims: hidden widths of actor and critic MLPs (4 Linear layers in all).
+        log_std_min: lower clip of the actor's log standard deviation.
+        log_std_max: upper clip of the actor's log standard deviation.
+    """
+
+    batch_size: int = 512
+    gamma: float = 0.99
+    tau: float = 2e-3
+    awac_lambda: float = 1.0 / 3.0
+    weight_clip: float = 100.0
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    hidden_dims: tuple[int, ...] = (256, 256, 256)
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.awac_lambda <= 0.0:
+            raise ValueError(f"awac_lambda must be positive, got {self.awac_lambda}")
+        if self.log_std_min > self.log_std_max:
+            raise ValueError("log_std_min must not exceed log_std_max")
+        # A list would make the config unhashable, and jit needs it hashable.
+        object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
+
+    @classmethod
+    def quick(cls) -> "AWACConfig":
+        """The CPU preset: learns maze2d-umaze in 6-8k updates instead of ~30k+.
+
+        3 Linear layers and batch 256 (the paper sweep's smaller net and batch), and a 5x
+        faster target (tau 1e-2) with lr 1e-3 for actor and critics. Measured (BUILD_NOTES.md,
+        quick preset): clear learning by 6-10k updates, but the critics then overestimate
+        (mean Q far above 1/(1-gamma)) and the score collapses after ~15k updates, so this
+        preset is for short runs; use the paper defaults for long ones.
+        """
+        return cls(batch_size=256, tau=1e-2, actor_lr=1e-3, critic_lr=1e-3, hidden_dims=(256, 256))
+
+
+# What an experiment trains (RunConfig.algo):
+# latent_awac: the paper's method, AWAC in the latent space of the pretrained flow;
+# awac: the same agent and losses in action space (identity decoder, tanh-Gaussian actor over
+#   actions), no flow;
+# bc: behaviour cloning in action space: that actor with every advantage weight 1, no critics,
+#   no flow.
+ALGOS = ("latent_awac", "awac", "bc")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Defaults are the paper's sweep protocol (SPEC.md 4): 1M updates, evaluated every 5,000
+    with 10 episodes, seeds 0, 1, 2.
+
+    Attributes:
+        env: registry name of the dataset and evaluation environment.
+        flow: flow-pretraining settings (num_epochs None: the dataset's own count).
+        agent: latent AWAC settings.
+        num_updates: AWAC updates per seed.
+        eval_every: updates between evaluations (and checkpoints).
+        eval_episodes: evaluation episodes per seed at every evaluation but the last.
+        final_eval_episodes: evaluation episodes per seed at the last evaluation, the one that
+            gives the run's final score: more than the others, so that one lucky start (in
+            maze2d, a start inside the goal cell) cannot carry a seed.
+        num_seeds: seeds trained at once (vmapped); seed i uses PRNG seed ``seed + i``.
+        seed: base seed.
+        flow_per_seed: pretrain one flow per seed (seed i's agent uses flow i). False, the
+            official code's protocol, pretrains one flow that every seed's agent shares.
+        algo: one of ALGOS: the paper's latent AWAC, or a baseline in the same code.
+    """
+
+    env: str = "maze2d-umaze"
+    flow: FlowTrainConfig = FlowTrainConfig()
+    agent: AWACConfig = AWACConfig()
+    num_updates: int = 1_000_000
+    eval_every: int = 5_000
+    eval_episodes: int = 10
+    final_eval_episodes: int = 50
+    num_seeds: int = 3
+    seed: int = 0
+    flow_per_seed: bool = False
+    algo: str = "latent_awac"
+
+    @property
+    def num_flows(self) -> int:
+        return self.num_seeds if self.flow_per_seed else 1
+
+    @property
+    def uses_flow(self) -> bool:
+        """Whether the agent acts through a pretrained flow (latent AWAC) or in action space."""
+        return self.algo == "latent_awac"
+
+    @property
+    def uses_critics(self) -> bool:
+        """Whether the agent trains critics (AWAC) or is behaviour cloning."""
+        return self.algo != "bc"
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first invalid setting and what to pass instead."""
+        for name in ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes", "num_seeds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be non-negative, got {self.seed}")
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown --algo={self.algo!r}; choose one of: {', '.join(ALGOS)}")
+        self.flow.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        flow = FlowTrainConfig(**{**d["flow"], "hidden_dims": tuple(d["flow"]["hidden_dims"])})
+        agent = AWACConfig(**{**d["agent"], "hidden_dims": tuple(d["agent"]["hidden_dims"])})
+        return cls(**{**d, "flow": flow, "agent": agent})
+
+
+def paper_preset(env: str) -> RunConfig:
+    return RunConfig(env=env)
+
+
+def quick_preset(env: str) -> RunConfig:
+    """Minutes on a 2-core CPU; the choices and the measurements behind them are in
+    BUILD_NOTES.md ("quick preset")."""
+    return RunConfig(
+        env=env,
+        flow=FlowTrainConfig.quick(),
+        agent=AWACConfig.quick(),
+        num_updates=8_000,
+        eval_every=2_000,
+        eval_episodes=10,
+        num_seeds=3,
+    )
+
+
+PRESETS = {"paper": paper_preset, "quick": quick_preset}
