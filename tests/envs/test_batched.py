@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import lfjax.envs.batched as batched_lib
 from lfjax.data import get_env_spec
 from lfjax.envs import make_batched_env
 from lfjax.evaluation import evaluate
@@ -101,6 +102,35 @@ def test_batched_env_steps_exactly_as_the_envs(name, policy):
         assert expected["reward"].any()
         if policy is feedback_policy:
             assert np.abs(expected["obs"][..., 2:]).max() > 5.0
+
+
+@pytest.mark.parametrize("name", ["hopper-medium", "walker2d-medium"])
+def test_health_rules_match_the_envs(name):
+    """The health rules against the env's own is_healthy on states episodes rarely reach: each
+    range's edges, Hopper's |state| < 100 (velocities of a fall stay far below it), NaN."""
+    env = get_env_spec(name).make_eval_env().unwrapped
+    rule_healthy = batched_lib._LOCOMOTION[type(env)][0]
+    rng = np.random.default_rng(0)
+    num = 400
+    qpos = env.init_qpos + rng.normal(scale=0.3, size=(num, env.model.nq))
+    qpos[:, 1] = rng.uniform(0.5, 2.2, num)  # z across both edges of the healthy range
+    qpos[:, 2] = rng.uniform(-1.2, 1.2, num)  # the angle likewise
+    qvel = rng.normal(scale=5.0, size=(num, env.model.nv))
+    big = rng.random((num, env.model.nv)) < 0.02
+    qvel[big] = rng.choice([-150.0, 150.0], big.sum())
+    # Healthy but for one coordinate exactly on an edge of its range: unhealthy.
+    qpos[:4, 1:3], qvel[:4] = (1.25, 0.0), 0.0
+    qpos[0:2, 1] = env._healthy_z_range
+    qpos[2:4, 2] = env._healthy_angle_range
+    qpos[5::97, 2] = np.nan
+    expected = []
+    for q, v in zip(qpos, qvel):
+        env.data.qpos[:], env.data.qvel[:] = q, v
+        expected.append(env.is_healthy)
+    got = rule_healthy(env, qpos, qvel)
+    np.testing.assert_array_equal(got, np.array(expected, bool))
+    assert 0.1 < got.mean() < 0.9
+    env.close()
 
 
 def test_inactive_copies_are_not_stepped():
