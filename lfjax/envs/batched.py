@@ -51,6 +51,8 @@ _TRANSPARENT_WRAPPERS = (
     gymnasium.wrappers.OrderEnforcing,
     gymnasium.wrappers.PassiveEnvChecker,
 )
+# Where Maze2dEnv lives (lfjax.envs.maze2d once it moves there).
+_MAZE2D_MODULE = "lfjax.data.maze2d"
 # Hopper-v5 and Walker2d-v5 clip the velocities in their observation to this (a literal there).
 _LOCOMOTION_OBS_VELOCITY_CLIP = 10.0
 # MuJoCo's batch threads pay off only with many copies per thread: on a 2-core machine, 640
@@ -82,7 +84,7 @@ class StepRule:
 def _maze2d_rule(env) -> StepRule:
     """Maze2dEnv.step: float64 actions clipped to [-1, 1] (PointEnv.step), qvel clipped to
     ±MAX_SPEED, one mj_step; obs (qpos, qvel); reward goal_reward of the new position."""
-    from lfjax.data import maze2d  # already loaded: env is one of its Maze2dEnvs
+    maze2d = sys.modules[_MAZE2D_MODULE]  # loaded: env is one of its Maze2dEnvs
 
     goal = env.layout.goal
 
@@ -156,17 +158,20 @@ def _locomotion_rule(env) -> StepRule:
     return StepRule(env.frame_skip, controls, outcome)
 
 
-def _time_limit(env: gymnasium.Env) -> int | None:
-    """The TimeLimit's max_episode_steps of a gymnasium.make-style wrapper chain; ValueError
-    if the chain has any other wrapper."""
-    limit = None
+def _wrappers(env: gymnasium.Env) -> list[gymnasium.Wrapper]:
+    """The wrapper chain of env, outermost first."""
+    chain = []
     while isinstance(env, gymnasium.Wrapper):
-        if not isinstance(env, _TRANSPARENT_WRAPPERS):
-            raise ValueError(f"wrapper {type(env).__name__} may change what a step returns")
-        if isinstance(env, gymnasium.wrappers.TimeLimit):
-            limit = env._max_episode_steps
+        chain.append(env)
         env = env.env
-    return limit
+    return chain
+
+
+def _time_limit(env: gymnasium.Env) -> int | None:
+    """max_episode_steps of env's TimeLimit, or None."""
+    limits = [w._max_episode_steps for w in _wrappers(env)
+              if isinstance(w, gymnasium.wrappers.TimeLimit)]
+    return min(limits) if limits else None
 
 
 def _mujoco_of(env) -> tuple[mujoco.MjModel, mujoco.MjData]:
@@ -189,6 +194,8 @@ class BatchedEnv:
         per _COPIES_PER_THREAD copies, at most the CPUs this process may use)."""
         if num_envs < 1:
             raise ValueError(f"num_envs must be positive, got {num_envs}")
+        if any(not isinstance(w, _TRANSPARENT_WRAPPERS) for w in _wrappers(env)):
+            raise ValueError(f"{env} has a wrapper that may change what a step returns")
         self.num_envs = num_envs
         self.max_episode_steps = _time_limit(env)
         self._env = env
@@ -237,7 +244,8 @@ class BatchedEnv:
                 self._qvel[ids] = np.clip(self._qvel[ids], -rule.max_speed, rule.max_speed)
             self._ctrl[ids] = rule.controls(actions)
             qpos_before = self._qpos[ids]  # a copy (fancy indexing)
-            self._batch.step(ids, nstep=rule.frame_skip)
+            # None: all copies, which spares the batch checking the ids.
+            self._batch.step(None if ids.size == self.num_envs else ids, nstep=rule.frame_skip)
             obs[ids], reward[ids], terminated[ids] = rule.outcome(
                 qpos_before, self._qpos[ids], self._qvel[ids], actions
             )
@@ -262,7 +270,7 @@ def step_rule(env: gymnasium.Env) -> StepRule | None:
     if type(env) in _LOCOMOTION:
         return _locomotion_rule(env)
     # A Maze2dEnv exists only once its module is loaded: no gymnasium-robotics import here.
-    maze2d = sys.modules.get("lfjax.data.maze2d")
+    maze2d = sys.modules.get(_MAZE2D_MODULE)
     if maze2d is not None and type(env) is maze2d.Maze2dEnv:
         return _maze2d_rule(env)
     return None
@@ -274,11 +282,7 @@ def make_batched_env(spec: EnvSpec, num_envs: int,
     one BatchedEnv reproduces exactly (then step envs one by one: `EnvLoop`)."""
     env = spec.make_eval_env()
     rule = step_rule(env.unwrapped)
-    try:
-        _time_limit(env)
-    except ValueError:
-        rule = None
-    if rule is None:
+    if rule is None or any(not isinstance(w, _TRANSPARENT_WRAPPERS) for w in _wrappers(env)):
         env.close()
         return None
     return BatchedEnv(env, rule, num_envs, nthread)

@@ -4,6 +4,7 @@ observations, rewards, terminations and truncations, bit for bit, and the same r
 
 import dataclasses
 
+import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 import lfjax.envs.batched as batched_lib
 from lfjax.data import get_env_spec
-from lfjax.envs import make_batched_env
+from lfjax.envs import BatchedEnv, make_batched_env, step_rule
 from lfjax.evaluation import evaluate
 
 ENVS = ["maze2d-umaze", "maze2d-large", "halfcheetah-medium", "hopper-medium", "walker2d-medium"]
@@ -153,6 +154,11 @@ def test_unsupported_envs_get_none():
     hopper = get_env_spec("hopper-medium")
     assert make_batched_env(dataclasses.replace(hopper, eval_env_id="Pendulum-v1"), 2) is None
     assert make_batched_env(dataclasses.replace(hopper, eval_env_id="Ant-v5"), 2) is None
+    # A wrapper that changes actions, observations or rewards is not what the rules reproduce.
+    env = gymnasium.wrappers.ClipAction(hopper.make_eval_env())
+    with pytest.raises(ValueError, match="wrapper"):
+        BatchedEnv(env, step_rule(env.unwrapped), 2)
+    env.close()
 
 
 def tiny_actor(agent_params, flow_params, obs, key):
