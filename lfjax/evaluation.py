@@ -1,7 +1,9 @@
 """Batched policy evaluation in the real environment, and D4RL-normalized scores.
 
 All seeds x episodes run side by side: one environment copy per (seed, episode), one jitted
-policy call per environment step for all of them, each episode counted exactly once.
+policy call per environment step for all of them, each episode counted exactly once. The copies
+step one by one (`lfjax.envs.EnvLoop`), or all in one MuJoCo call per step when given a
+`lfjax.envs.BatchedEnv`, with bit-identical returns.
 """
 
 import functools
@@ -11,6 +13,8 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from lfjax.envs import BatchedEnv, EnvLoop
 
 ActFn = Callable[[Any, Any, jax.Array, jax.Array], jax.Array]
 
@@ -41,6 +45,7 @@ def evaluate(
     max_episode_steps: int | None = None,
     seed_indices: Any = None,
     num_run_seeds: int | None = None,
+    batched_env: BatchedEnv | None = None,
 ) -> np.ndarray:
     """Undiscounted returns of every seed's policy: -> [N, num_episodes] float64.
 
@@ -62,6 +67,10 @@ def evaluate(
             (e.g. the seeds one process holds, see `lfjax.sharding.addressable_seeds`), their
             indices [N] in it: each seed then gets the episodes and the noise it gets when the
             whole run is evaluated in one call. Default: the N seeds are the whole run.
+        batched_env: N * num_episodes copies of the env make_env makes, stepped together
+            (`lfjax.envs.make_batched_env(spec, N * num_episodes)`; keep it across calls): the
+            same returns, bit for bit, without a Python env.step per copy; make_env is then
+            not called. The caller closes it.
     """
     num_seeds = jax.tree.leaves(agent_params)[0].shape[0]
     if seed_indices is None:
@@ -79,10 +88,14 @@ def evaluate(
     batched_act = _batched_act(act_fn)
 
     copies = (seed_indices[:, None] * num_episodes + np.arange(num_episodes)).ravel()
-    envs = [make_env(int(i)) for i in copies]
+    if batched_env is not None and batched_env.num_envs != num_envs:
+        raise ValueError(
+            f"batched_env has {batched_env.num_envs} copies, evaluation needs {num_envs} "
+            f"({num_seeds} seeds x {num_episodes} episodes)"
+        )
+    envs = batched_env if batched_env is not None else EnvLoop([make_env(int(i)) for i in copies])
     try:
-        obs = np.stack([env.reset(seed=seed + int(i))[0] for i, env in zip(copies, envs)])
-        obs = obs.astype(np.float32)
+        obs = envs.reset(seed + copies).astype(np.float32)
         returns = np.zeros(num_envs, np.float64)
         lengths = np.zeros(num_envs, np.int64)
         done = np.zeros(num_envs, bool)
@@ -97,16 +110,16 @@ def evaluate(
                 keys = keys[seed_indices]
             actions = batched_act(agent_params, flow_params, jnp.asarray(norm_obs), keys)
             actions = np.asarray(actions).reshape(num_envs, -1)
-            for i in np.flatnonzero(~done):
-                next_obs, reward, terminated, truncated, _ = envs[i].step(actions[i])
-                obs[i] = next_obs
-                returns[i] += float(reward)
-                lengths[i] += 1
-                capped = max_episode_steps is not None and lengths[i] >= max_episode_steps
-                done[i] = terminated or truncated or capped
+            active = ~done
+            next_obs, reward, terminated, truncated = envs.step(actions, active)
+            obs[active] = next_obs[active]
+            returns[active] += reward[active]
+            lengths[active] += 1
+            capped = max_episode_steps is not None and lengths >= max_episode_steps
+            done |= active & (terminated | truncated | capped)
     finally:
-        for env in envs:
-            env.close()
+        if batched_env is None:
+            envs.close()
     return returns.reshape(num_seeds, num_episodes)
 
 

@@ -199,6 +199,12 @@ class Maze2dEnv(gymnasium.Env):
         reward = float(goal_reward(obs[:2], self._goal))
         return obs, reward, False, False, {"success": reward > 0}
 
+    @property
+    def point_env(self):
+        """The gymnasium-robotics PointEnv whose MuJoCo model and data this env steps (what
+        `lfjax.envs.batched` copies)."""
+        return self._sim.point_env
+
     def render(self):
         return self._sim.render()
 

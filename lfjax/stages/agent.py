@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lfjax import agent, data, evaluation, sharding
+from lfjax.envs import make_batched_env
 from lfjax.checkpoints import (
     PretrainedFlow,
     restore_latest,
@@ -105,6 +106,14 @@ def train_agent(
     train_chunk = agent.make_train(config.agent, flow, behaviour_cloning=not config.uses_critics)
     act = agent.make_act(config.agent, flow)
     make_env = lambda i: loaded.spec.make_eval_env()
+    # All copies of one evaluation step in one MuJoCo call (None: an env it cannot copy
+    # exactly, stepped one by one); made once per size and kept for every evaluation.
+    batched_envs = {}
+
+    def batched_env(num_envs: int):
+        if num_envs not in batched_envs:
+            batched_envs[num_envs] = make_batched_env(loaded.spec, num_envs)
+        return batched_envs[num_envs]
 
     def evaluate(actor_params, updates: int, episodes: int, act_fn=act) -> np.ndarray:
         # Each process rolls out the seeds it holds; every process gets all the scores.
@@ -113,6 +122,7 @@ def train_agent(
             act_fn, local_actor, local_frozen, stats, make_env,
             num_episodes=episodes, seed=eval_seed(config, updates),
             seed_indices=indices, num_run_seeds=num_seeds,
+            batched_env=batched_env(len(indices) * episodes),
         )
         scores = loaded.normalized_score(returns).mean(axis=1)
         return sharding.gather_seeds(scores, indices, num_seeds)  # [N]
@@ -191,6 +201,9 @@ def train_agent(
                             **{"upd/s": f"{n / seconds:.0f}"})
     if bar is not None:
         bar.close()
+    for env in batched_envs.values():
+        if env is not None:
+            env.close()
     final = results(done=True)
     report(final)
     return final
@@ -237,7 +250,13 @@ def evaluate_agents(
     instead of a sample."""
     act = agent.make_act(config.agent, pretrained.flow, deterministic=deterministic)
     stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
-    return evaluation.evaluate(
-        act, jax.device_put(actor_params), frozen_flows(pretrained, config.num_seeds), stats,
-        lambda i: spec.make_eval_env(), num_episodes=num_episodes, seed=seed,
-    )
+    batched_env = make_batched_env(spec, config.num_seeds * num_episodes)
+    try:
+        return evaluation.evaluate(
+            act, jax.device_put(actor_params), frozen_flows(pretrained, config.num_seeds), stats,
+            lambda i: spec.make_eval_env(), num_episodes=num_episodes, seed=seed,
+            batched_env=batched_env,
+        )
+    finally:
+        if batched_env is not None:
+            batched_env.close()
