@@ -106,3 +106,29 @@ def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
         if jax.process_count() == 1:
             raise  # one process: a bug, shown whole
         processes.leave_after_lost_contact(e, after_lost_contact)
+
+
+def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
+    """Refuses to mix runs: a workdir holds one configuration."""
+    from lfjax.checkpoints import as_json, read_json
+
+    config_path = workdir / "config.json"
+    if not config_path.exists():
+        if resume and workdir.exists() and any(workdir.iterdir()):
+            raise UserError(f"--resume: {workdir} holds no run (no config.json)")
+        return
+    try:
+        saved = read_json(config_path)
+    except CheckpointError as e:
+        raise UserError(str(e)) from e
+    current = as_json(config.to_dict())
+    if saved != current:
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        raise UserError(
+            f"{workdir} holds a run with a different configuration (differs in: {', '.join(diff)}); "
+            "choose another --workdir, or rerun with the same flags"
+        )
+    if not resume:
+        raise UserError(
+            f"{workdir} already holds this run; pass --resume to continue it, or choose another --workdir"
+        )

@@ -48,7 +48,8 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     from lfjax import data, evaluation
     from lfjax.checkpoints import load_pretrained_flow, read_json, write_json
     from lfjax.configs import RunConfig
-    from lfjax.stages.agent import evaluate_agents, load_agents
+    from lfjax import stages
+    from lfjax.stages.agent import Members, evaluate_agents, load_agents
 
     if not (workdir / "config.json").is_file() or not (workdir / "results.json").is_file():
         raise cli.UserError(
@@ -58,7 +59,11 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     config = RunConfig.from_dict(read_json(workdir / "config.json"))
     spec = data.get_env_spec(config.env)
     refs = read_json(workdir / "results.json")["dataset"]
-    pretrained = load_pretrained_flow(flow_dir)
+    if config.uses_flow:
+        pretrained = load_pretrained_flow(flow_dir)
+    else:  # the baselines act in action space: their "flow" is the identity, with the data's stats
+        loaded = stages.dataset.prepare_dataset(config.env, generate_if_missing=False, log=print)
+        pretrained = stages.flow.no_flow(loaded)
     if pretrained.num_seeds not in (1, config.num_seeds):
         raise cli.UserError(
             f"the flow in {flow_dir} has {pretrained.num_seeds} seeds, the run {config.num_seeds}: "
@@ -72,7 +77,8 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     normalized = evaluation.normalized_score(returns, refs["ref_min_score"], refs["ref_max_score"])
     scores = normalized.mean(axis=1)
     mode = "mean" if FLAGS.deterministic else "sample"
-    seeds = [config.seed + i for i in range(config.num_seeds)]
+    members = Members.of(config)
+    seeds = members.seeds.tolist()
     record = {
         "workdir": str(workdir.absolute()),
         "env": config.env,
@@ -81,6 +87,7 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         "actions": mode,
         "eval_seed": FLAGS.eval_seed,
         "seeds": seeds,
+        "members": [members.name(m) for m in range(config.num_members)],
         "scores": scores.tolist(),
         "mean": float(scores.mean()),
         "std": float(scores.std()),
@@ -91,10 +98,11 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     out = workdir / "evaluations" / f"step-{step}-{FLAGS.episodes}ep-{mode}-seed{FLAGS.eval_seed}.json"
     write_json(out, record)
     stderr = np.std(normalized, axis=1) / np.sqrt(FLAGS.episodes)
-    per_seed = ", ".join(f"seed {s}: {v:.1f}" for s, v in zip(seeds, scores))
+    per_member = ", ".join(f"{members.name(m)}: {v:.1f}" for m, v in enumerate(scores))
     print(
         f"{config.env} after {step} updates, {FLAGS.episodes} episodes per seed ({mode} actions): "
-        f"normalized score {scores.mean():.1f} ± {scores.std():.1f} over seeds ({per_seed}; "
+        f"normalized score {scores.mean():.1f} ± {scores.std():.1f} over "
+        f"{'members' if members.num_configs > 1 else 'seeds'} ({per_member}; "
         f"largest standard error of a seed's mean {stderr.max():.1f}); written to {out}"
     )
     return 0

@@ -10,6 +10,8 @@ import numpy as np
 
 from lfjax import processes
 from lfjax.checkpoints import write_json
+from lfjax.configs import RunConfig
+from lfjax.stages.agent import FLOW_BC
 from lfjax.provenance import RUN_PACKAGES, package_versions
 
 
@@ -22,22 +24,61 @@ def versions() -> dict[str, str]:
     return out
 
 
+def final_lines(config: RunConfig, results: dict[str, Any], workdir: pathlib.Path) -> list[str]:
+    """What experiments.run prints at the end: the score over seeds, or a grid's ranking."""
+    baselines = ", ".join(
+        f"{'flow BC' if name == FLOW_BC else name.split()[0]} {value:.1f}"
+        for name, value in results["baselines"].items()
+    )
+    final = results["final"]
+    if len(results["summary"]) == 1:
+        return [f"{config.env} ({config.algo}): normalized score {final['mean']:.1f} ± "
+                f"{final['std']:.1f} over {config.num_seeds} seeds after {results['updates']} "
+                f"updates ({baselines}); results in {workdir}"]
+    lines = []
+    for rank, entry in enumerate(results["summary"]):
+        where = " ".join(f"{k}={v:g}" for k, v in entry["config"].items())
+        lines.append(f"  {rank + 1:>2}. {where}: {entry['mean']:.1f} ± {entry['std']:.1f}")
+    best = " ".join(f"{k}={v:g}" for k, v in results["best"].items())
+    lines.append(f"{config.env} ({config.algo}): {len(results['summary'])} configurations x "
+                 f"{config.num_seeds} seeds after {results['updates']} updates; best {best} "
+                 f"({baselines}); results in {workdir}")
+    return lines
+
+
 def write_outputs(workdir: pathlib.Path, results: dict[str, Any]) -> None:
-    """results.json, curve.csv and curve.png; each written atomically or replaced whole.
-    In a multi-process job only process 0 writes them."""
+    """results.json, curve.csv and curve.png, and for a grid sweep.csv; each written atomically
+    or replaced whole. In a multi-process job only process 0 writes them."""
     if not processes.is_leader():
         return
     write_json(workdir / "results.json", results)
-    curve = results["curve"]
-    tmp = workdir / ".curve.csv.tmp"
+    members = results.get("members", [])
+    grid = len(results.get("summary", [])) > 1
+    names = [_member_column(m, grid) for m in members]
+    rows = [[p["updates"], p["mean"], p["std"], *p["scores"]] for p in results["curve"]]
+    _write_csv(workdir / "curve.csv", ["updates", "mean", "std", *names], rows)
+    if grid:
+        swept = list(results["summary"][0]["config"])
+        long_rows = [
+            [p["updates"], i, *[m["config"][k] for k in swept], m["seed"], p["scores"][i], m["failed"]]
+            for p in results["curve"] for i, m in enumerate(members)
+        ]
+        _write_csv(workdir / "sweep.csv", ["updates", "member", *swept, "seed", "score", "failed"], long_rows)
+    plot_curves(workdir / "curve.png", results)
+
+
+def _member_column(member: dict, grid: bool) -> str:
+    where = "_".join(f"{k}={v:g}" for k, v in member["config"].items()) if grid else ""
+    return f"{where}_seed_{member['seed']}" if where else f"seed_{member['seed']}"
+
+
+def _write_csv(path: pathlib.Path, header: list[str], rows: list[list]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        num_seeds = len(results["config"]["seeds"])
-        writer.writerow(["updates", "mean", "std", *[f"seed_{s}" for s in results["config"]["seeds"]]])
-        for point in curve:
-            writer.writerow([point["updates"], point["mean"], point["std"], *point["scores"][:num_seeds]])
-    tmp.replace(workdir / "curve.csv")
-    plot_curves(workdir / "curve.png", results)
+        writer.writerow(header)
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 def plot_curves(path: pathlib.Path, results: dict[str, Any]) -> None:
@@ -51,13 +92,20 @@ def plot_curves(path: pathlib.Path, results: dict[str, Any]) -> None:
     curve = results["curve"]
     if curve:
         x = np.array([p["updates"] for p in curve])
-        mean = np.array([p["mean"] for p in curve])
-        std = np.array([p["std"] for p in curve])
         algo = results["config"].get("algo", "latent_awac").replace("_", " ")
-        ax_score.plot(x, mean, label=f"{algo} ({len(curve[0]['scores'])} seeds)")
-        ax_score.fill_between(x, mean - std, mean + std, alpha=0.25)
+        num_seeds = len(results["config"]["seeds"])
+        # One curve per configuration (a grid), mean ± std over its seeds.
+        per_config = [[p] for p in curve] if "configs" not in curve[0] else [p["configs"] for p in curve]
+        grid = RunConfig.from_dict({k: v for k, v in results["config"].items() if k != "seeds"}).grid
+        labels = ([" ".join(f"{k}={v:g}" for k, v in c.items()) for c in grid]
+                  if len(grid) > 1 else [f"{algo} ({num_seeds} seeds)"])
+        for c, label in enumerate(labels):
+            mean = np.array([points[c]["mean"] for points in per_config])
+            std = np.array([points[c]["std"] for points in per_config])
+            ax_score.plot(x, mean, label=label)
+            ax_score.fill_between(x, mean - std, mean + std, alpha=0.15 if len(labels) > 1 else 0.25)
     for name, value in results.get("baselines", {}).items():
-        ax_score.axhline(value, linestyle="--", linewidth=1, color="gray" if "random" in name else "C1", label=name)
+        ax_score.axhline(value, linestyle="--", linewidth=1, color="gray" if "random" in name else "black", label=name)
     ax_score.set_xlabel("updates")
     ax_score.set_ylabel("normalized score")
     ax_score.set_title(results["config"]["env"])
@@ -79,3 +127,4 @@ def plot_curves(path: pathlib.Path, results: dict[str, Any]) -> None:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
+

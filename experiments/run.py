@@ -38,6 +38,9 @@ flags.DEFINE_float("awac_lambda", None, "AWAC temperature lambda.")
 flags.DEFINE_float("tau", None, "Target-critic Polyak step.")
 flags.DEFINE_float("actor_lr", None, "Actor learning rate.")
 flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
+flags.DEFINE_multi_string("sweep", [], "A hyperparameter grid in the same program, repeatable: "
+                          "--sweep=NAME=V1,V2,... over awac_lambda, tau, actor_lr, critic_lr, "
+                          "gamma, weight_clip; every combination times --num_seeds seeds.")
 shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr")
@@ -48,9 +51,29 @@ FLOW_ONLY = ("flow_dir", "flow_per_seed", *shared_flags.FLOW_FLAGS)
 CRITIC_ONLY = ("awac_lambda", "tau", "critic_lr")
 
 
+def parse_sweep(values: list[str]) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """--sweep flags -> RunConfig.sweep; ValueError naming the flag that does not parse (the
+    names and values themselves are checked by RunConfig.validate)."""
+    sweep = []
+    for text in values:
+        name, sep, listed = text.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--sweep={text} does not parse; write --sweep=NAME=V1,V2,..., "
+                             "e.g. --sweep=tau=0.002,0.01")
+        items = [v.strip() for v in listed.split(",") if v.strip()]
+        parsed = []
+        for item in items:
+            try:
+                parsed.append(float(item))
+            except ValueError:
+                raise ValueError(f"--sweep={text}: {item!r} is not a number") from None
+        sweep.append((name.strip(), tuple(parsed)))
+    return tuple(sweep)
+
+
 def build_config():
     """RunConfig from --preset and the overrides; ValueError on anything invalid."""
-    from lfjax.configs import PRESETS
+    from lfjax.configs import PRESETS, SWEEPABLE
 
     if FLAGS.preset not in PRESETS:
         raise ValueError(f"unknown --preset={FLAGS.preset!r}; choose one of: {', '.join(PRESETS)}")
@@ -60,7 +83,11 @@ def build_config():
     )
     flow = dataclasses.replace(config.flow, **shared_flags.flow_overrides())
     run = {k: getattr(FLAGS, k) for k in RUN_FLAGS if getattr(FLAGS, k) is not None}
-    config = dataclasses.replace(config, agent=agent, flow=flow, algo=FLAGS.algo, **run)
+    sweep = parse_sweep(FLAGS.sweep)
+    both = [name for name, _ in sweep if name in SWEEPABLE and name in AGENT_FLAGS and FLAGS[name].present]
+    if both:
+        raise ValueError(f"--{both[0]} and --sweep={both[0]}=... both set {both[0]}; keep one")
+    config = dataclasses.replace(config, agent=agent, flow=flow, algo=FLAGS.algo, sweep=sweep, **run)
     config.validate()
     unused = [] if config.uses_flow else [f for f in FLOW_ONLY if FLAGS[f].present]
     why = "it uses no flow"
@@ -106,12 +133,12 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     log, progress = cli.job_output(FLAGS.progress)
 
     def run_stages():
-        sharding.seed_mesh(config.num_seeds)  # across hosts: a seed count that does not split
+        sharding.seed_mesh(config.num_members)  # across hosts: a member count that does not split
 
         def check_dirs():
             cli.check_writable(workdir, "--workdir")
             cli.check_writable(flow_dir, "--flow_dir")
-            check_workdir(workdir, config, FLAGS.resume)
+            cli.check_workdir(workdir, config, FLAGS.resume)
 
         processes.together(check_dirs, cli.USER_ERRORS)
         processes.barrier("lfjax-workdir-checked")  # before process 0 writes config.json
@@ -146,16 +173,8 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
             resume=FLAGS.resume, progress=progress, log=log, results_base=base,
             report=lambda results: reporting.write_outputs(workdir, results),
         )
-        final = results["final"]
-        baselines = ", ".join(
-            f"{'flow BC' if name == stages.agent.FLOW_BC else name.split()[0]} {value:.1f}"
-            for name, value in results["baselines"].items()
-        )
-        log(
-            f"{config.env} ({config.algo}): normalized score {final['mean']:.1f} ± "
-            f"{final['std']:.1f} over {config.num_seeds} seeds after {results['updates']} updates "
-            f"({baselines}); results in {workdir}"
-        )
+        for line in reporting.final_lines(config, results, workdir):
+            log(line)
         return 0
 
     return cli.run_stages(
@@ -163,33 +182,6 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         after_lost_contact=f"Everything up to the last evaluation is saved in {workdir}; when "
         "every host is back, rerun the same command on each with --resume",
     )
-
-
-def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
-    """Refuses to mix runs: a workdir holds one configuration."""
-    from experiments.cli import UserError
-    from lfjax.checkpoints import CheckpointError, as_json, read_json
-
-    config_path = workdir / "config.json"
-    if not config_path.exists():
-        if resume and workdir.exists() and any(workdir.iterdir()):
-            raise UserError(f"--resume: {workdir} holds no run (no config.json)")
-        return
-    try:
-        saved = read_json(config_path)
-    except CheckpointError as e:
-        raise UserError(str(e)) from e
-    current = as_json(config.to_dict())
-    if saved != current:
-        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-        raise UserError(
-            f"{workdir} holds a run with a different configuration (differs in: {', '.join(diff)}); "
-            "choose another --workdir, or rerun with the same flags"
-        )
-    if not resume:
-        raise UserError(
-            f"{workdir} already holds this run; pass --resume to continue it, or choose another --workdir"
-        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ RunConfig it builds for an environment.
 """
 
 import dataclasses
+import itertools
 from typing import Any
 
 from lfjax.flows import ConditionalFlow, make_flow
@@ -103,6 +104,12 @@ class AWACConfig:
         return cls(batch_size=256, tau=1e-2, actor_lr=1e-3, critic_lr=1e-3, hidden_dims=(256, 256))
 
 
+# The AWACConfig fields that members of one jitted program may set each for itself: scalars that
+# change no shape (lfjax.agent carries them per member in its train state).
+SWEEPABLE = ("awac_lambda", "tau", "actor_lr", "critic_lr", "gamma", "weight_clip")
+# Of those, the ones behaviour cloning uses (it has no critics and no advantage weights).
+SWEEPABLE_BC = ("actor_lr",)
+
 # What an experiment trains (RunConfig.algo):
 # latent_awac: the paper's method, AWAC in the latent space of the pretrained flow;
 # awac: the same agent and losses in action space (identity decoder, tanh-Gaussian actor over
@@ -132,6 +139,10 @@ class RunConfig:
         flow_per_seed: pretrain one flow per seed (seed i's agent uses flow i). False, the
             official code's protocol, pretrains one flow that every seed's agent shares.
         algo: one of ALGOS: the paper's latent AWAC, or a baseline in the same code.
+        sweep: a hyperparameter grid trained in the same program: ((name, (v1, v2, ...)), ...)
+            over SWEEPABLE agent fields; the run's members are every combination of the values
+            (in this order, the last name varying fastest) times num_seeds seeds, member
+            m = config_index * num_seeds + seed_index. () trains the agent config alone.
     """
 
     env: str = "maze2d-umaze"
@@ -145,10 +156,28 @@ class RunConfig:
     seed: int = 0
     flow_per_seed: bool = False
     algo: str = "latent_awac"
+    sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     @property
     def num_flows(self) -> int:
         return self.num_seeds if self.flow_per_seed else 1
+
+    @property
+    def grid(self) -> list[dict[str, float]]:
+        """Every combination of the sweep's values, as {name: value} overrides ([{}] without a
+        sweep), in member order."""
+        names = [name for name, _ in self.sweep]
+        return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in self.sweep))]
+
+    @property
+    def num_members(self) -> int:
+        """Agents trained at once: configs of the grid x seeds."""
+        return len(self.grid) * self.num_seeds
+
+    def member_agent_configs(self) -> list[AWACConfig]:
+        """The agent config of every member [num_members], in member order."""
+        return [dataclasses.replace(self.agent, **overrides)
+                for overrides in self.grid for _ in range(self.num_seeds)]
 
     @property
     def uses_flow(self) -> bool:
@@ -169,7 +198,29 @@ class RunConfig:
             raise ValueError(f"--seed must be non-negative, got {self.seed}")
         if self.algo not in ALGOS:
             raise ValueError(f"unknown --algo={self.algo!r}; choose one of: {', '.join(ALGOS)}")
+        self._validate_sweep()
         self.flow.validate()
+
+    def _validate_sweep(self) -> None:
+        names = [name for name, _ in self.sweep]
+        allowed = SWEEPABLE if self.uses_critics else SWEEPABLE_BC
+        for name, values in self.sweep:
+            if name not in allowed:
+                why = ("changes shapes or the flow, so it cannot vary inside one program; run "
+                       "separate runs for it" if name not in SWEEPABLE else
+                       f"does not apply to --algo={self.algo}")
+                raise ValueError(f"--sweep={name}: {name} {why}; what can be swept: "
+                                 f"{', '.join(allowed)}")
+            if names.count(name) > 1:
+                raise ValueError(f"--sweep={name} is given twice; give each name once with all "
+                                 "its values, e.g. --sweep=tau=0.002,0.01")
+            if not values:
+                raise ValueError(f"--sweep={name} has no values; give one or more, e.g. "
+                                 f"--sweep={name}=0.1,0.3")
+        try:
+            self.member_agent_configs()  # AWACConfig checks each value
+        except ValueError as e:
+            raise ValueError(f"--sweep: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,7 +229,8 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         flow = FlowTrainConfig(**{**d["flow"], "hidden_dims": tuple(d["flow"]["hidden_dims"])})
         agent = AWACConfig(**{**d["agent"], "hidden_dims": tuple(d["agent"]["hidden_dims"])})
-        return cls(**{**d, "flow": flow, "agent": agent})
+        sweep = tuple((name, tuple(values)) for name, values in d.get("sweep", ()))
+        return cls(**{**d, "flow": flow, "agent": agent, "sweep": sweep})
 
 
 def paper_preset(env: str) -> RunConfig:

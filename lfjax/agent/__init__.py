@@ -4,10 +4,22 @@
 from lfjax.agent.decoders import IdentityDecoder
 from lfjax.agent.losses import actor_loss, advantage_weights, critic_loss, td_target
 from lfjax.agent.networks import TanhGaussianActor, TwinCritic, sample_latents
-from lfjax.agent.train import TrainState, make_act, make_init, make_train, make_update_step
+from lfjax.agent.train import (
+    SWEEPABLE,
+    Hyperparams,
+    TrainState,
+    hyperparams,
+    make_act,
+    make_init,
+    make_train,
+    make_update_step,
+    stack_hyperparams,
+)
 from lfjax.configs import AWACConfig
 
 __all__ = [
+    "SWEEPABLE",
+    "Hyperparams",
     "AWACConfig",
     "IdentityDecoder",
     "TanhGaussianActor",
@@ -16,10 +28,12 @@ __all__ = [
     "actor_loss",
     "advantage_weights",
     "critic_loss",
+    "hyperparams",
     "make_act",
     "make_init",
     "make_train",
     "make_update_step",
     "sample_latents",
+    "stack_hyperparams",
     "td_target",
 ]

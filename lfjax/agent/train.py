@@ -1,8 +1,14 @@
-"""Latent AWAC training: a pure update step, scanned in chunks, vmapped over seeds.
+"""Latent AWAC training: a pure update step, scanned in chunks, vmapped over members.
 
-Shapes: N seeds, B batch, S state dim, A action dim, L latent dim (A padded to even).
-Every array in a `TrainState` and in the frozen flow parameters carries a leading seed axis
-[N, ...] when it goes through `make_train`; the dataset has none and is shared by all seeds.
+Shapes: N members (seeds, or configs x seeds of a hyperparameter grid), B batch, S state dim,
+A action dim, L latent dim (A padded to even). Every array in a `TrainState` and in the frozen
+flow parameters carries a leading member axis [N, ...] when it goes through `make_train`; the
+dataset has none and is shared by all members.
+
+The scalar hyperparameters (gamma, tau, lambda, weight clip, learning rates) travel in the
+train state (`Hyperparams`) rather than in the compiled program, so members of one program
+can differ in them: a grid over them is one `jit(vmap(...))`. Settings that change shapes
+(batch size, network sizes) are static and shared by all members.
 """
 
 import functools
@@ -16,7 +22,7 @@ import optax
 
 from lfjax.agent import losses
 from lfjax.agent.networks import TanhGaussianActor, TwinCritic, sample_latents
-from lfjax.configs import AWACConfig
+from lfjax.configs import SWEEPABLE, AWACConfig
 
 
 class LatentDecoder(Protocol):
@@ -30,11 +36,36 @@ class LatentDecoder(Protocol):
 
 
 @flax.struct.dataclass
+class Hyperparams:
+    """One member's scalar hyperparameters, float32 [] each ([N] for N members)."""
+
+    awac_lambda: jax.Array
+    tau: jax.Array
+    actor_lr: jax.Array
+    critic_lr: jax.Array
+    gamma: jax.Array
+    weight_clip: jax.Array
+
+
+def hyperparams(config: AWACConfig) -> Hyperparams:
+    """config's sweepable scalars as float32 arrays []."""
+    return Hyperparams(**{k: jnp.asarray(getattr(config, k), jnp.float32) for k in SWEEPABLE})
+
+
+def stack_hyperparams(configs: list[AWACConfig]) -> Hyperparams:
+    """One Hyperparams with a leading member axis [len(configs)]."""
+    return Hyperparams(**{
+        k: jnp.asarray([getattr(c, k) for c in configs], jnp.float32) for k in SWEEPABLE
+    })
+
+
+@flax.struct.dataclass
 class TrainState:
-    """Everything one seed's training carries from update to update.
+    """Everything one member's training carries from update to update.
 
     critic_params and target_critic_params hold both critics with a leading axis of 2; all
-    three critic fields are None for behaviour cloning, which trains no critics.
+    three critic fields are None for behaviour cloning, which trains no critics. hparams are
+    the member's own scalar hyperparameters (fixed during training; saved with the state).
     """
 
     actor_params: Any
@@ -44,6 +75,7 @@ class TrainState:
     critic_opt_state: Any
     rng: jax.Array
     step: jax.Array
+    hparams: Hyperparams
 
 
 def _networks(config: AWACConfig, flow: LatentDecoder) -> tuple[TanhGaussianActor, TwinCritic]:
@@ -56,19 +88,28 @@ def _networks(config: AWACConfig, flow: LatentDecoder) -> tuple[TanhGaussianActo
     return actor, TwinCritic(hidden_dims=config.hidden_dims)
 
 
-def _optimizers(config: AWACConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-    return optax.adam(config.actor_lr), optax.adam(config.critic_lr)
+def _optimizers() -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    """Adam without its learning rate: ``adam(lr) = chain(scale_by_adam(), scale(-lr))``, and
+    the step applies each member's own -lr from its hparams (`_apply`)."""
+    return optax.scale_by_adam(), optax.scale_by_adam()
+
+
+def _apply(params: Any, updates: Any, learning_rate: jax.Array) -> Any:
+    """params - learning_rate * updates: optax.adam's last step, with a per-member rate."""
+    return optax.apply_updates(params, jax.tree.map(lambda u: -learning_rate * u, updates))
 
 
 def make_init(
     config: AWACConfig, flow: LatentDecoder, obs_dim: int, *, behaviour_cloning: bool = False
 ) -> Callable[[jax.Array], TrainState]:
-    """Returns init(key) -> TrainState for one seed; `jax.vmap(init)(keys [N])` gives N seeds.
+    """Returns init(key, hparams=None) -> TrainState for one member; `jax.vmap(init)(keys [N])`
+    gives N seeds of config, `jax.vmap(init)(keys [N], stack_hyperparams(configs))` N members
+    with their own scalar hyperparameters (default: config's).
     behaviour_cloning: no critics (their fields are None)."""
     actor, critic = _networks(config, flow)
-    actor_opt, critic_opt = _optimizers(config)
+    actor_opt, critic_opt = _optimizers()
 
-    def init(key: jax.Array) -> TrainState:
+    def init(key: jax.Array, hparams: Hyperparams | None = None) -> TrainState:
         actor_key, critic_key, rng = jax.random.split(key, 3)
         obs = jnp.zeros((1, obs_dim), jnp.float32)
         actions = jnp.zeros((1, flow.action_dim), jnp.float32)
@@ -82,6 +123,7 @@ def make_init(
             critic_opt_state=None if behaviour_cloning else critic_opt.init(critic_params),
             rng=rng,
             step=jnp.zeros((), jnp.int32),
+            hparams=hyperparams(config) if hparams is None else hparams,
         )
 
     return init
@@ -110,10 +152,11 @@ def make_update_step(
     if behaviour_cloning:
         return _make_bc_update_step(config, flow)
     actor, critic = _networks(config, flow)
-    actor_opt, critic_opt = _optimizers(config)
+    actor_opt, critic_opt = _optimizers()
 
     def update_step(state, flow_params, dataset, key):
         flow_params = jax.lax.stop_gradient(flow_params)
+        hp = state.hparams
         batch_key, sample_key, actor_key = jax.random.split(key, 3)
 
         idx = jax.random.randint(batch_key, (config.batch_size,), 0, dataset.rewards.shape[0])
@@ -136,7 +179,7 @@ def make_update_step(
 
         # Critic step.
         next_q = critic.apply(state.target_critic_params, next_obs, next_pi_actions)
-        target = losses.td_target(rewards, terminals, next_q, config.gamma)
+        target = losses.td_target(rewards, terminals, next_q, hp.gamma)
 
         def critic_loss_fn(critic_params):
             q = critic.apply(critic_params, obs, actions)
@@ -146,12 +189,12 @@ def make_update_step(
             state.critic_params
         )
         critic_updates, critic_opt_state = critic_opt.update(critic_grads, state.critic_opt_state)
-        critic_params = optax.apply_updates(state.critic_params, critic_updates)
+        critic_params = _apply(state.critic_params, critic_updates, hp.critic_lr)
 
         # Actor step, weighted by the critics just updated.
         q = jnp.min(critic.apply(critic_params, obs, actions), axis=0)
         v = jnp.min(critic.apply(critic_params, obs, pi_actions), axis=0)
-        weights = losses.advantage_weights(q, v, config.awac_lambda, config.weight_clip)
+        weights = losses.advantage_weights(q, v, hp.awac_lambda, hp.weight_clip)
 
         def actor_loss_fn(actor_params):
             mean, log_std = actor.apply(actor_params, obs)
@@ -161,10 +204,10 @@ def make_update_step(
 
         actor_loss, actor_grads = jax.value_and_grad(actor_loss_fn)(state.actor_params)
         actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)
-        actor_params = optax.apply_updates(state.actor_params, actor_updates)
+        actor_params = _apply(state.actor_params, actor_updates, hp.actor_lr)
 
         target_critic_params = optax.incremental_update(
-            critic_params, state.target_critic_params, config.tau
+            critic_params, state.target_critic_params, hp.tau
         )
 
         new_state = state.replace(
@@ -185,7 +228,7 @@ def make_update_step(
             "actor_loss": actor_loss,
             "q_mean": jnp.mean(q_data),
             "weight_mean": jnp.mean(weights),
-            "weight_clipped_frac": jnp.mean(weights >= config.weight_clip),
+            "weight_clipped_frac": jnp.mean(weights >= hp.weight_clip),
             "finite": finite,
         }
         return new_state, metrics
@@ -196,7 +239,7 @@ def make_update_step(
 def _make_bc_update_step(config: AWACConfig, flow: LatentDecoder):
     """Behaviour cloning through the decoder: mean |decode(z, s) - a| with z ~ pi(s)."""
     actor, _ = _networks(config, flow)
-    actor_opt, _ = _optimizers(config)
+    actor_opt, _ = _optimizers()
 
     def update_step(state, flow_params, dataset, key):
         flow_params = jax.lax.stop_gradient(flow_params)
@@ -216,7 +259,7 @@ def _make_bc_update_step(config: AWACConfig, flow: LatentDecoder):
 
         actor_loss, actor_grads = jax.value_and_grad(actor_loss_fn)(state.actor_params)
         actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)
-        actor_params = optax.apply_updates(state.actor_params, actor_updates)
+        actor_params = _apply(state.actor_params, actor_updates, state.hparams.actor_lr)
         new_state = state.replace(
             actor_params=actor_params, actor_opt_state=actor_opt_state, step=state.step + 1
         )

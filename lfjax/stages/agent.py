@@ -1,15 +1,26 @@
-"""The agent stage: latent AWAC (or a baseline, `RunConfig.algo`) for every seed at once,
-trained in chunks of ``eval_every`` updates (one jitted call each, `lfjax.agent.make_train`),
-with an evaluation in the real environment and an orbax checkpoint between chunks, so that a
-killed run resumes where it stopped. A seed that goes non-finite is rolled back to its last good state, reported and
-frozen; the others go on.
+"""The agent stage: latent AWAC (or a baseline, `RunConfig.algo`) for every member at once —
+every seed, or every configuration of a hyperparameter grid times every seed
+(`RunConfig.sweep`) — trained in chunks of ``eval_every`` updates (one jitted call each,
+`lfjax.agent.make_train`), with an evaluation in the real environment and an orbax checkpoint
+between chunks, so that a killed run resumes where it stopped. A member that goes non-finite
+is rolled back to its last good state, reported and frozen; the others go on.
 
-The results dict it returns (and hands to ``report`` after every evaluation) holds the curve
-(per evaluation: updates, eval_seed, episodes per seed, per-seed scores, mean, std, updates/s
-and the mean of every training metric; the last evaluation uses final_eval_episodes), the final scores, failed seeds and the baselines (random = 0 and behaviour
-cloning through the same flow, for latent AWAC).
+Member m trains grid configuration m // num_seeds with seed index m % num_seeds: its init, its
+training randomness, its evaluation episodes and its policy noise are those of that seed in a
+run of that configuration alone, so a grid reproduces separate runs.
+
+The results dict it returns (and hands to ``report`` after every evaluation) holds
+- curve: per evaluation: updates, eval_seed, episodes per member, per-member scores, mean and
+  std over the members that did not fail, updates/s, the mean of every training metric, and
+  for a grid the same per configuration (configs);
+- members: per member: its overrides, seed, per-evaluation scores, final score, failure;
+- summary: per configuration, mean ± std over its seeds at the last evaluation, best first;
+- final (scores, mean, std, failed seeds/members) and the baselines (random = 0 and behaviour
+  cloning through the same flow, for latent AWAC).
+The last evaluation uses final_eval_episodes.
 """
 
+import dataclasses
 import pathlib
 import sys
 import time
@@ -20,7 +31,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from lfjax import agent, data, evaluation, sharding
-from lfjax.envs import make_batched_env
 from lfjax.checkpoints import (
     PretrainedFlow,
     restore_latest,
@@ -29,6 +39,7 @@ from lfjax.checkpoints import (
     save_run_checkpoint,
 )
 from lfjax.configs import RunConfig
+from lfjax.envs import make_batched_env
 from lfjax.stages.dataset import normalized
 
 Log = Callable[[str], None]
@@ -37,10 +48,41 @@ Log = Callable[[str], None]
 FLOW_BC = "flow BC (z ~ U)"
 
 
+@dataclasses.dataclass(frozen=True)
+class Members:
+    """Who is who in a run's member axis [M = configs x seeds].
+
+    Attributes:
+        overrides: per grid configuration, its {name: value} ([{}] without a sweep).
+        config_index, seed_index: [M] each member's configuration and seed index.
+        seeds: [M] each member's seed (config.seed + seed_index).
+    """
+
+    overrides: list[dict[str, float]]
+    config_index: np.ndarray
+    seed_index: np.ndarray
+    seeds: np.ndarray
+
+    @classmethod
+    def of(cls, config: RunConfig) -> "Members":
+        m = np.arange(config.num_members)
+        return cls(config.grid, m // config.num_seeds, m % config.num_seeds,
+                   config.seed + m % config.num_seeds)
+
+    @property
+    def num_configs(self) -> int:
+        return len(self.overrides)
+
+    def name(self, m: int) -> str:
+        """'seed 3', or 'tau=0.01 awac_lambda=0.3 seed 3' in a grid."""
+        where = " ".join(f"{k}={v:g}" for k, v in self.overrides[self.config_index[m]].items())
+        return f"{where} seed {self.seeds[m]}".strip()
+
+
 @jax.jit
 def where_seeds(ok: jnp.ndarray, new, old):
-    """Per seed: new where ok [N], else old (a seed that went non-finite keeps its last good
-    state). Jitted: one small program instead of an eager op per leaf."""
+    """Per member: new where ok [M], else old (a member that went non-finite keeps its last
+    good state). Jitted: one small program instead of an eager op per leaf."""
 
     def pick(n, o):
         return jnp.where(ok.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
@@ -54,22 +96,23 @@ def eval_seed(config: RunConfig, updates: int) -> int:
     return (config.seed * 1_000_003 + updates) % (2**31 - 1)
 
 
-def frozen_flows(pretrained: PretrainedFlow, num_seeds: int):
-    """Every seed's frozen decoder parameters [num_seeds, ...]: one shared flow is repeated."""
-    flow_params = pretrained.params
-    if pretrained.num_seeds != num_seeds:  # one shared flow: every seed's agent decodes with it
-        flow_params = jax.tree_util.tree_map(
-            lambda x: jnp.broadcast_to(x, (num_seeds, *x.shape[1:])), flow_params
-        )
+def frozen_flows(pretrained: PretrainedFlow, config: RunConfig):
+    """Every member's frozen decoder parameters [M, ...]: flow i for seed index i when there is
+    one flow per seed, else the one shared flow, repeated."""
+    members = Members.of(config)
+    which = members.seed_index if pretrained.num_seeds == config.num_seeds else np.zeros_like(members.seed_index)
+    flow_params = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[which], pretrained.params)
     return jax.jit(jax.vmap(pretrained.flow.freeze))(flow_params)
 
 
-def agent_init(config: RunConfig, pretrained: PretrainedFlow, obs_dim: int) -> tuple[Callable, jax.Array]:
-    """(init, keys): ``jax.vmap(init)(keys)`` gives every seed's fresh agent state."""
+def agent_init(config: RunConfig, pretrained: PretrainedFlow, obs_dim: int) -> tuple[Callable, tuple]:
+    """(init, args): ``jax.vmap(init)(*args)`` gives every member's fresh agent state, member m
+    from its seed's key and its configuration's hyperparameters."""
     init = agent.make_init(config.agent, pretrained.flow, obs_dim,
                            behaviour_cloning=not config.uses_critics)
-    seeds = [config.seed + i for i in range(config.num_seeds)]
-    return init, jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), 1) for s in seeds])
+    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(int(s)), 1)
+                      for s in Members.of(config).seeds])
+    return init, (keys, agent.stack_hyperparams(config.member_agent_configs()))
 
 
 def train_agent(
@@ -84,22 +127,23 @@ def train_agent(
     results_base: dict[str, Any] | None = None,
     report: Callable[[dict[str, Any]], None] = lambda results: None,
 ) -> dict[str, Any]:
-    """Trains latent AWAC for every seed at once, evaluating and checkpointing (in
-    <workdir>/checkpoints) between chunks; ``resume`` continues from the latest checkpoint.
-    Returns the results dict (module docstring), ``results_base`` merged in; ``report`` gets
-    it after every evaluation (to write it out) and once more at the end."""
+    """Trains every member at once, evaluating and checkpointing (in <workdir>/checkpoints)
+    between chunks; ``resume`` continues from the latest checkpoint. Returns the results dict
+    (module docstring), ``results_base`` merged in; ``report`` gets it after every evaluation
+    (to write it out) and once more at the end."""
     flow = pretrained.flow
-    num_seeds = config.num_seeds
-    frozen = frozen_flows(pretrained, num_seeds)
+    members = Members.of(config)
+    num_members = config.num_members
+    frozen = frozen_flows(pretrained, config)
     stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
     dataset = normalized(loaded.transitions, stats)
-    seeds = [config.seed + i for i in range(num_seeds)]
 
-    init, init_keys = agent_init(config, pretrained, loaded.spec.obs_dim)
-    states = jax.jit(jax.vmap(init))(init_keys)
-    # Seeds split over the local devices, the dataset copied once to each (one device: committed).
-    mesh = sharding.seed_mesh(num_seeds)
-    if note := sharding.mesh_note(num_seeds, mesh):
+    init, init_args = agent_init(config, pretrained, loaded.spec.obs_dim)
+    states = jax.jit(jax.vmap(init))(*init_args)
+    # Members split over the local devices, the dataset copied once to each (one device:
+    # committed).
+    mesh = sharding.seed_mesh(num_members)
+    if note := sharding.mesh_note(num_members, mesh):
         log(note)
     states, frozen = sharding.shard_seeds((states, frozen), mesh)
     dataset = sharding.replicate(dataset, mesh)
@@ -116,16 +160,18 @@ def train_agent(
         return batched_envs[num_envs]
 
     def evaluate(actor_params, updates: int, episodes: int, act_fn=act) -> np.ndarray:
-        # Each process rolls out the seeds it holds; every process gets all the scores.
+        # Each process rolls out the members it holds; every process gets all the scores.
+        # A member plays its seed's episodes with its seed's noise (seed_indices), as it
+        # would in a run of its configuration alone.
         indices, (local_actor, local_frozen) = sharding.addressable_seeds((actor_params, frozen))
         returns = evaluation.evaluate(
             act_fn, local_actor, local_frozen, stats, make_env,
             num_episodes=episodes, seed=eval_seed(config, updates),
-            seed_indices=indices, num_run_seeds=num_seeds,
+            seed_indices=members.seed_index[indices], num_run_seeds=config.num_seeds,
             batched_env=batched_env(len(indices) * episodes),
         )
         scores = loaded.normalized_score(returns).mean(axis=1)
-        return sharding.gather_seeds(scores, indices, num_seeds)  # [N]
+        return sharding.gather_seeds(scores, indices, num_members)  # [M]
 
     manager = run_checkpoints(workdir)
     restored = restore_latest(manager, workdir, states) if resume else None
@@ -134,29 +180,24 @@ def train_agent(
         curve, failed, baselines = record["curve"], np.array(record["failed"]), record["baselines"]
         log(f"resuming from the checkpoint at {updates} updates")
     else:
-        updates, curve, failed = 0, [], np.zeros(num_seeds, bool)
+        updates, curve, failed = 0, [], np.zeros(num_members, bool)
         baselines = {"random policy": 0.0}
         if config.uses_flow:
             # Behaviour cloning through the same flow: decode z ~ Uniform(-1, 1)^L, the flow's
-            # own model of the data's actions, with no actor at all.
+            # own model of the data's actions, with no actor at all. (In a grid every
+            # configuration's members replay the same seeds: the mean is the seeds' mean.)
             bc_act = lambda _, flow_params, obs, key: jnp.clip(flow.sample(flow_params, key, obs), -1, 1)
             bc = evaluate(frozen, 0, config.eval_episodes, act_fn=bc_act)
             baselines[FLOW_BC] = float(bc.mean())
-            log(f"flow behaviour-cloning policy: normalized score {bc.mean():.1f} ± {bc.std():.1f}")
+            log(f"flow behaviour-cloning policy: normalized score {bc.mean():.1f} ± "
+                f"{bc[:config.num_seeds].std():.1f}")
 
     def results(done: bool) -> dict[str, Any]:
-        final = np.array(curve[-1]["scores"]) if curve else np.full(num_seeds, np.nan)
-        good = final[~failed] if (~failed).any() else final
         return {
             **(results_base or {}),
             "status": "finished" if done else "running",
             "updates": updates,
-            "final": {
-                "scores": final.tolist(),
-                "mean": float(np.mean(good)),
-                "std": float(np.std(good)),
-                "failed_seeds": [seeds[i] for i in np.flatnonzero(failed)],
-            },
+            **_summaries(config, members, curve, failed),
             "baselines": baselines,
             "curve": curve,
         }
@@ -166,31 +207,33 @@ def train_agent(
         n = min(config.eval_every, config.num_updates - updates)
         start = time.perf_counter()
         new_states, metrics = train_chunk(states, frozen, dataset, n)
-        metrics = sharding.to_host(metrics)  # [N, n] each; across hosts, gathered from all
+        metrics = sharding.to_host(metrics)  # [M, n] each; across hosts, gathered from all
         finite = metrics["finite"].all(axis=1)
         seconds = time.perf_counter() - start
         newly_failed = ~finite & ~failed
         for i in np.flatnonzero(newly_failed):
-            log(f"seed {seeds[i]}: non-finite loss or parameters within updates "
+            log(f"{members.name(i)}: non-finite loss or parameters within updates "
                 f"{updates}-{updates + n}; keeping its last good state (from update {updates}) "
-                "and stopping it; the other seeds go on")
+                f"and stopping it; the other {'members' if members.num_configs > 1 else 'seeds'} go on")
         failed |= newly_failed
         states = where_seeds(~failed, new_states, states)
         updates += n
         # The last evaluation gives the final score: more episodes (final_eval_episodes).
         episodes = config.final_eval_episodes if updates >= config.num_updates else config.eval_episodes
         scores = evaluate(states.actor_params, updates, episodes)
-        means = {k: float(np.mean(np.asarray(v)[~failed])) if (~failed).any() else float("nan")
-                 for k, v in metrics.items() if k != "finite"}
         curve.append({
             "updates": updates,
             "eval_seed": eval_seed(config, updates),  # experiments.evaluate --eval_seed redoes it
             "episodes": episodes,
             "scores": scores.tolist(),
-            "mean": float(scores[~failed].mean() if (~failed).any() else scores.mean()),
-            "std": float(scores[~failed].std() if (~failed).any() else scores.std()),
+            **_mean_std(scores, ~failed),
             "updates_per_second": n / seconds,
-            **means,
+            **_metric_means(metrics, ~failed),
+            **({"configs": [
+                {**_mean_std(scores, ~failed & (members.config_index == c)),
+                 **_metric_means(metrics, ~failed & (members.config_index == c))}
+                for c in range(members.num_configs)
+            ]} if members.num_configs > 1 else {}),
         })
         save_run_checkpoint(manager, updates, states,
                             {"curve": curve, "failed": failed.tolist(), "baselines": baselines})
@@ -209,16 +252,61 @@ def train_agent(
     return final
 
 
-def _progress_bar(total: int, initial: int):
-    from tqdm import tqdm
+def _mean_std(scores: np.ndarray, ok: np.ndarray) -> dict[str, float]:
+    """Mean and std of the scores of the members in ok (NaN when there are none)."""
+    good = scores[ok]
+    if not good.size:
+        return {"mean": float("nan"), "std": float("nan")}
+    return {"mean": float(good.mean()), "std": float(good.std())}
 
-    return tqdm(total=total, initial=initial, desc="awac", unit="upd", file=sys.stdout,
-                dynamic_ncols=True)
+
+def _metric_means(metrics: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, float]:
+    """Each training metric's mean over a chunk's updates and the members in ok."""
+    return {k: float(np.mean(np.asarray(v)[ok])) if ok.any() else float("nan")
+            for k, v in metrics.items() if k != "finite"}
+
+
+def _summaries(config: RunConfig, members: Members, curve: list[dict], failed: np.ndarray) -> dict:
+    """final, members and summary (module docstring) from the curve so far."""
+    final = np.array(curve[-1]["scores"]) if curve else np.full(config.num_members, np.nan)
+    per_member = [
+        {
+            "config": members.overrides[members.config_index[m]],
+            "seed": int(members.seeds[m]),
+            "scores": [point["scores"][m] for point in curve],
+            "final": float(final[m]),
+            "failed": bool(failed[m]),
+        }
+        for m in range(config.num_members)
+    ]
+    summary = []
+    for c, overrides in enumerate(members.overrides):
+        mine = members.config_index == c
+        summary.append({
+            "config": overrides,
+            **_mean_std(final, mine & ~failed),
+            "scores": final[mine].tolist(),
+            "failed_seeds": members.seeds[mine & failed].tolist(),
+        })
+    ranked = sorted(summary, key=lambda s: -np.nan_to_num(s["mean"], nan=-np.inf))
+    good = final[~failed] if (~failed).any() else final
+    return {
+        "final": {
+            "scores": final.tolist(),
+            "mean": float(np.mean(good)),
+            "std": float(np.std(good)),
+            "failed_seeds": members.seeds[failed].tolist(),
+            "failed_members": np.flatnonzero(failed).tolist(),
+        },
+        "members": per_member,
+        "summary": ranked,
+        "best": ranked[0]["config"] if members.num_configs > 1 else None,
+    }
 
 
 def load_agents(config: RunConfig, pretrained: PretrainedFlow, obs_dim: int,
                 workdir: pathlib.Path, step: int | None = None) -> tuple[int, agent.TrainState]:
-    """(step, the seed-stacked train states [N, ...]) saved by `train_agent` in workdir at
+    """(step, the member-stacked train states [M, ...]) saved by `train_agent` in workdir at
     ``step`` (default: the latest; the run keeps the last two). ValueError naming the steps
     there when ``step`` is not one of them."""
     steps = sorted(run_checkpoints(workdir).all_steps())
@@ -229,8 +317,8 @@ def load_agents(config: RunConfig, pretrained: PretrainedFlow, obs_dim: int,
             f"evaluations): choose --step from {steps}" if steps else
             f"{workdir} has no checkpoint yet: the run saves one at each evaluation"
         )
-    init, keys = agent_init(config, pretrained, obs_dim)
-    like = jax.eval_shape(jax.vmap(init), keys)
+    init, args = agent_init(config, pretrained, obs_dim)
+    like = jax.eval_shape(jax.vmap(init), *args)
     return step, restore_run_states(workdir, step, like)
 
 
@@ -244,19 +332,28 @@ def evaluate_agents(
     seed: int = 0,
     deterministic: bool = False,
 ) -> np.ndarray:
-    """Undiscounted returns [N, num_episodes] of every seed's actor (params [N, ...]) acting
-    through the frozen flow in spec's evaluation env, as the run's own evaluations do (with
-    ``seed`` an evaluation's eval_seed, the same episodes). deterministic acts with tanh(mean)
-    instead of a sample."""
+    """Undiscounted returns [M, num_episodes] of every member's actor (params [M, ...])
+    acting through the frozen flow in spec's evaluation env, as the run's own evaluations do
+    (with ``seed`` an evaluation's eval_seed, the same episodes). deterministic acts with
+    tanh(mean) instead of a sample."""
     act = agent.make_act(config.agent, pretrained.flow, deterministic=deterministic)
     stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
-    batched_env = make_batched_env(spec, config.num_seeds * num_episodes)
+    members = Members.of(config)
+    batched_env = make_batched_env(spec, config.num_members * num_episodes)
     try:
         return evaluation.evaluate(
-            act, jax.device_put(actor_params), frozen_flows(pretrained, config.num_seeds), stats,
+            act, jax.device_put(actor_params), frozen_flows(pretrained, config), stats,
             lambda i: spec.make_eval_env(), num_episodes=num_episodes, seed=seed,
+            seed_indices=members.seed_index, num_run_seeds=config.num_seeds,
             batched_env=batched_env,
         )
     finally:
         if batched_env is not None:
             batched_env.close()
+
+
+def _progress_bar(total: int, initial: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="awac", unit="upd", file=sys.stdout,
+                dynamic_ncols=True)
