@@ -130,11 +130,17 @@ def _write_holder(fd: int) -> None:
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join([pathlib.Path(sys.executable).name, *sys.argv]),
+        "command": _command(),
     }
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
     os.fsync(fd)
+
+
+def _command() -> str:
+    """This process's command line as typed (`python -m experiments.run ...`)."""
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
+    return " ".join([pathlib.Path(argv[0]).name, *argv[1:]])
 
 
 def lock_holder(directory: str | os.PathLike) -> dict | None:
@@ -174,8 +180,12 @@ def describe_holder(info: dict | None) -> str:
     """'pid 123 on host h (started ..., `command`)' from a lock_holder dict."""
     if not info:
         return "another process"
+    # One line, whatever the command was (python -c with a script spans several).
+    command = " ".join(str(info.get("command", "?")).split())
+    if len(command) > 200:
+        command = command[:199] + "…"
     return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')} (started "
-            f"{info.get('started', '?')}: {info.get('command', '?')})")
+            f"{info.get('started', '?')}: {command})")
 
 
 def check_free(directory: str | os.PathLike) -> None:
