@@ -21,6 +21,7 @@ from lfjax.checkpoints.locks import (
 from lfjax.checkpoints.runs import (
     CHECKPOINTS,
     restore_latest,
+    restore_run_record,
     restore_run_states,
     run_checkpoints,
     save_run_checkpoint,
@@ -52,6 +53,7 @@ __all__ = [
     "quiet_orbax",
     "read_json",
     "restore_latest",
+    "restore_run_record",
     "restore_run_states",
     "restore_tree",
     "run_checkpoints",

@@ -1,13 +1,17 @@
 """The agent stage: latent AWAC (or a baseline, `RunConfig.algo`) for every seed at once,
 trained in chunks of ``eval_every`` updates (one jitted call each, `lfjax.agent.make_train`),
 with an evaluation in the real environment and an orbax checkpoint between chunks, so that a
-killed run resumes where it stopped. A seed that goes non-finite is rolled back to its last good state, reported and
-frozen; the others go on.
+killed run resumes where it stopped. A seed that goes non-finite is rolled back to its last
+good state, reported and frozen as failed; the others go on. A failed seed never contributes a
+score: from its failure on, its scores are None and every mean and std is over the seeds still
+going; when every seed has failed the stage stops with status "failed".
 
-The results dict it returns (and hands to ``report`` after every evaluation) holds the curve
-(per evaluation: updates, eval_seed, episodes per seed, per-seed scores, mean, std, updates/s
-and the mean of every training metric; the last evaluation uses final_eval_episodes), the final scores, failed seeds and the baselines (random = 0 and behaviour
-cloning through the same flow, for latent AWAC).
+The results dict it returns (and hands to ``report`` after every evaluation) holds the status
+("running", "finished", or "failed" when every seed failed), the curve (per evaluation:
+updates, eval_seed, episodes per seed, per-seed scores (None for a failed seed), the failed
+seeds, mean, std, updates/s and the mean of every training metric; the last evaluation uses
+final_eval_episodes), the final scores with the failed seeds and where each failed, and the
+baselines (random = 0 and behaviour cloning through the same flow, for latent AWAC).
 """
 
 import pathlib
@@ -23,6 +27,7 @@ from lfjax import agent, data, evaluation, sharding
 from lfjax.envs import make_batched_env
 from lfjax.checkpoints import (
     PretrainedFlow,
+    hold_directory,
     restore_latest,
     restore_run_states,
     run_checkpoints,
@@ -87,7 +92,14 @@ def train_agent(
     """Trains latent AWAC for every seed at once, evaluating and checkpointing (in
     <workdir>/checkpoints) between chunks; ``resume`` continues from the latest checkpoint.
     Returns the results dict (module docstring), ``results_base`` merged in; ``report`` gets
-    it after every evaluation (to write it out) and once more at the end."""
+    it after every evaluation (to write it out) and once more at the end. Holds workdir's lock
+    throughout (DirectoryBusyError when another process writes there)."""
+    with hold_directory(workdir):
+        return _train_agent(config, loaded, pretrained, workdir, resume, progress, log,
+                            results_base, report)
+
+
+def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, results_base, report):
     flow = pretrained.flow
     num_seeds = config.num_seeds
     frozen = frozen_flows(pretrained, num_seeds)
@@ -132,9 +144,12 @@ def train_agent(
     if restored is not None:
         updates, states, record = restored  # placed like the fresh states
         curve, failed, baselines = record["curve"], np.array(record["failed"]), record["baselines"]
+        # Older checkpoints did not record where a seed failed.
+        failed_within = record.get("failed_within", [None] * num_seeds)
         log(f"resuming from the checkpoint at {updates} updates")
     else:
         updates, curve, failed = 0, [], np.zeros(num_seeds, bool)
+        failed_within = [None] * num_seeds
         baselines = {"random policy": 0.0}
         if config.uses_flow:
             # Behaviour cloning through the same flow: decode z ~ Uniform(-1, 1)^L, the flow's
@@ -145,24 +160,24 @@ def train_agent(
             log(f"flow behaviour-cloning policy: normalized score {bc.mean():.1f} ± {bc.std():.1f}")
 
     def results(done: bool) -> dict[str, Any]:
-        final = np.array(curve[-1]["scores"]) if curve else np.full(num_seeds, np.nan)
-        good = final[~failed] if (~failed).any() else final
+        scores = np.array(curve[-1]["scores"], float) if curve else np.full(num_seeds, np.nan)
+        status = "failed" if failed.all() else "finished" if done else "running"
         return {
             **(results_base or {}),
-            "status": "finished" if done else "running",
+            "status": status,
             "updates": updates,
             "final": {
-                "scores": final.tolist(),
-                "mean": float(np.mean(good)),
-                "std": float(np.std(good)),
+                **seed_summary(scores, failed),
                 "failed_seeds": [seeds[i] for i in np.flatnonzero(failed)],
+                "failures": [{"seed": seeds[i], "within_updates": failed_within[i]}
+                             for i in np.flatnonzero(failed)],
             },
             "baselines": baselines,
             "curve": curve,
         }
 
     bar = _progress_bar(config.num_updates, updates) if progress else None
-    while updates < config.num_updates:
+    while updates < config.num_updates and not failed.all():
         n = min(config.eval_every, config.num_updates - updates)
         start = time.perf_counter()
         new_states, metrics = train_chunk(states, frozen, dataset, n)
@@ -172,33 +187,40 @@ def train_agent(
         newly_failed = ~finite & ~failed
         for i in np.flatnonzero(newly_failed):
             log(f"seed {seeds[i]}: non-finite loss or parameters within updates "
-                f"{updates}-{updates + n}; keeping its last good state (from update {updates}) "
-                "and stopping it; the other seeds go on")
+                f"{updates}-{updates + n}; it has failed and is stopped (no score from it from "
+                "now on); the other seeds go on")
+            failed_within[i] = [updates, updates + n]
         failed |= newly_failed
+        # A failed seed keeps its last good state: nothing non-finite is ever saved or rolled out.
         states = where_seeds(~failed, new_states, states)
         updates += n
         # The last evaluation gives the final score: more episodes (final_eval_episodes).
         episodes = config.final_eval_episodes if updates >= config.num_updates else config.eval_episodes
-        scores = evaluate(states.actor_params, updates, episodes)
-        means = {k: float(np.mean(np.asarray(v)[~failed])) if (~failed).any() else float("nan")
+        if failed.all():
+            scores = np.full(num_seeds, np.nan)  # nothing left to evaluate
+        else:
+            scores = evaluate(states.actor_params, updates, episodes)
+        means = {k: float(np.mean(np.asarray(v)[~failed])) if (~failed).any() else None
                  for k, v in metrics.items() if k != "finite"}
         curve.append({
             "updates": updates,
             "eval_seed": eval_seed(config, updates),  # experiments.evaluate --eval_seed redoes it
             "episodes": episodes,
-            "scores": scores.tolist(),
-            "mean": float(scores[~failed].mean() if (~failed).any() else scores.mean()),
-            "std": float(scores[~failed].std() if (~failed).any() else scores.std()),
+            **seed_summary(scores, failed),
+            "failed_seeds": [seeds[i] for i in np.flatnonzero(failed)],
             "updates_per_second": n / seconds,
             **means,
         })
-        save_run_checkpoint(manager, updates, states,
-                            {"curve": curve, "failed": failed.tolist(), "baselines": baselines})
+        save_run_checkpoint(manager, updates, states, {
+            "curve": curve, "failed": failed.tolist(), "failed_within": failed_within,
+            "baselines": baselines,
+        })
         report(results(done=updates >= config.num_updates))
         if bar is not None:
             bar.update(n)
-            bar.set_postfix(score=f"{curve[-1]['mean']:.1f}±{curve[-1]['std']:.1f}",
-                            **{"upd/s": f"{n / seconds:.0f}"})
+            if curve[-1]["mean"] is not None:
+                bar.set_postfix(score=f"{curve[-1]['mean']:.1f}±{curve[-1]['std']:.1f}",
+                                **{"upd/s": f"{n / seconds:.0f}"})
     if bar is not None:
         bar.close()
     for env in batched_envs.values():
@@ -207,6 +229,17 @@ def train_agent(
     final = results(done=True)
     report(final)
     return final
+
+
+def seed_summary(scores: np.ndarray, failed: np.ndarray) -> dict[str, Any]:
+    """One evaluation's scores [N] and which seeds have failed [N] -> {"scores": N floats, None
+    for a failed seed; "mean", "std": over the other seeds, None when every seed failed}."""
+    good = np.asarray(scores, float)[~failed]
+    return {
+        "scores": [None if bad else float(v) for v, bad in zip(scores, failed)],
+        "mean": float(good.mean()) if good.size else None,
+        "std": float(good.std()) if good.size else None,
+    }
 
 
 def _progress_bar(total: int, initial: int):
@@ -243,19 +276,23 @@ def evaluate_agents(
     num_episodes: int,
     seed: int = 0,
     deterministic: bool = False,
+    seed_indices: Any = None,
 ) -> np.ndarray:
-    """Undiscounted returns [N, num_episodes] of every seed's actor (params [N, ...]) acting
-    through the frozen flow in spec's evaluation env, as the run's own evaluations do (with
-    ``seed`` an evaluation's eval_seed, the same episodes). deterministic acts with tanh(mean)
-    instead of a sample."""
+    """Undiscounted returns [n, num_episodes] of the actors of the seeds ``seed_indices``
+    (default: all N; actor params [N, ...]) acting through the frozen flow in spec's evaluation
+    env, as the run's own evaluations do (with ``seed`` an evaluation's eval_seed, the same
+    episodes and noise for each seed). deterministic acts with tanh(mean) instead of a sample.
+    Leave failed seeds out: a seed with non-finite parameters raises NonFiniteParametersError."""
     act = agent.make_act(config.agent, pretrained.flow, deterministic=deterministic)
     stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
-    batched_env = make_batched_env(spec, config.num_seeds * num_episodes)
+    indices = np.arange(config.num_seeds) if seed_indices is None else np.asarray(seed_indices, int)
+    take = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x)[indices], tree)
+    batched_env = make_batched_env(spec, len(indices) * num_episodes)
     try:
         return evaluation.evaluate(
-            act, jax.device_put(actor_params), frozen_flows(pretrained, config.num_seeds), stats,
+            act, take(actor_params), take(frozen_flows(pretrained, config.num_seeds)), stats,
             lambda i: spec.make_eval_env(), num_episodes=num_episodes, seed=seed,
-            batched_env=batched_env,
+            seed_indices=indices, num_run_seeds=config.num_seeds, batched_env=batched_env,
         )
     finally:
         if batched_env is not None:
