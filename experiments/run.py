@@ -26,7 +26,8 @@ flags.DEFINE_string("workdir", None, "Output directory (default runs/<env>-<pres
 flags.DEFINE_string("flow_dir", None, "Pretrained flow to reuse or create (default <workdir>/flow).")
 flags.DEFINE_bool("flow_per_seed", None, "Pretrain one flow per seed instead of one shared flow "
                   "(the official protocol shares one).")
-flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
+flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint (and "
+                  "an unfinished flow pretraining from its last epoch).")
 # Overrides of the main hyperparameters (None: the preset's value).
 flags.DEFINE_integer("num_updates", None, "AWAC updates per seed.")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations and checkpoints.")
@@ -98,12 +99,16 @@ def main(argv) -> int:
 
 
 def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
-    """Every stage, in every process of the job; process 0 prints and writes the files."""
-    from experiments import cli, reporting
-    from lfjax import processes, sharding, stages
-    from lfjax.checkpoints import write_json
+    """Every stage, in every process of the job; process 0 prints and writes the files.
 
-    log, progress = cli.job_output(FLAGS.progress)
+    From its first write to its end the run holds --workdir's lock (process 0 for the job), so
+    a second command on the same workdir stops with one line naming this one; before that it
+    only checks, without writing anything, that nobody else holds it."""
+    from experiments import cli
+    from lfjax import processes, sharding, stages
+    from lfjax.checkpoints import check_free, hold_directory
+
+    log, _ = cli.job_output(FLAGS.progress)
 
     def run_stages():
         sharding.seed_mesh(config.num_seeds)  # across hosts: a seed count that does not split
@@ -111,6 +116,8 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         def check_dirs():
             cli.check_writable(workdir, "--workdir")
             cli.check_writable(flow_dir, "--flow_dir")
+            check_free(workdir)  # another process writing there: one line naming it
+            check_free(flow_dir)
             check_workdir(workdir, config, FLAGS.resume)
 
         processes.together(check_dirs, cli.USER_ERRORS)
@@ -124,39 +131,10 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
                 f"--batch_size={config.agent.batch_size} is larger than the dataset "
                 f"({loaded.transitions.actions.shape[0]} transitions); pass a smaller --batch_size"
             )
-        if processes.is_leader():
-            workdir.mkdir(parents=True, exist_ok=True)
-            write_json(workdir / "config.json", config.to_dict())
-        if config.uses_flow:
-            pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, progress=progress, log=log)
-        else:
-            pretrained = stages.flow.no_flow(loaded)
-        base = {
-            "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
-            "versions": reporting.versions(),
-            "dataset": {
-                **stages.dataset.dataset_identity(loaded),
-                "ref_min_score": loaded.ref_min_score,
-                "ref_max_score": loaded.ref_max_score,
-            },
-            "flow": {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history") if k in pretrained.info},
-        }
-        results = stages.agent.train_agent(
-            config, loaded, pretrained, workdir,
-            resume=FLAGS.resume, progress=progress, log=log, results_base=base,
-            report=lambda results: reporting.write_outputs(workdir, results),
-        )
-        final = results["final"]
-        baselines = ", ".join(
-            f"{'flow BC' if name == stages.agent.FLOW_BC else name.split()[0]} {value:.1f}"
-            for name, value in results["baselines"].items()
-        )
-        log(
-            f"{config.env} ({config.algo}): normalized score {final['mean']:.1f} ± "
-            f"{final['std']:.1f} over {config.num_seeds} seeds after {results['updates']} updates "
-            f"({baselines}); results in {workdir}"
-        )
-        return 0
+        with hold_directory(workdir):
+            # Checked again, alone now: two commands started together both passed the first check.
+            processes.together(lambda: check_workdir(workdir, config, FLAGS.resume), cli.USER_ERRORS)
+            return train(config, loaded, workdir, flow_dir)
 
     return cli.run_stages(
         run_stages,
@@ -165,14 +143,58 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     )
 
 
+def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
+    """The flow and agent stages, the result files and the last line; the caller holds the
+    workdir's lock."""
+    from experiments import cli, reporting
+    from lfjax import processes, stages
+    from lfjax.checkpoints import write_json
+
+    log, progress = cli.job_output(FLAGS.progress)
+    if processes.is_leader():
+        write_json(workdir / "config.json", config.to_dict())
+    if config.uses_flow:
+        pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=FLAGS.resume,
+                                                  progress=progress, log=log)
+    else:
+        pretrained = stages.flow.no_flow(loaded)
+    base = {
+        "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
+        "versions": reporting.versions(),
+        "dataset": {
+            **stages.dataset.dataset_identity(loaded),
+            "ref_min_score": loaded.ref_min_score,
+            "ref_max_score": loaded.ref_max_score,
+        },
+        "flow": {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history") if k in pretrained.info},
+    }
+    results = stages.agent.train_agent(
+        config, loaded, pretrained, workdir,
+        resume=FLAGS.resume, progress=progress, log=log, results_base=base,
+        report=lambda results: reporting.write_outputs(workdir, results),
+    )
+    baselines = ", ".join(
+        f"{'flow BC' if name == stages.agent.FLOW_BC else name.split()[0]} {value:.1f}"
+        for name, value in results["baselines"].items()
+    )
+    line, status = reporting.final_line(results, workdir, baselines)
+    if status == 0:
+        log(line)
+    elif processes.is_leader():
+        cli.fail(line, status)  # every seed failed: no score, exit status 1
+    return status
+
+
 def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
     """Refuses to mix runs: a workdir holds one configuration."""
     from experiments.cli import UserError
     from lfjax.checkpoints import CheckpointError, as_json, read_json
 
+    from lfjax.checkpoints.locks import LOCK_FILE
+
     config_path = workdir / "config.json"
     if not config_path.exists():
-        if resume and workdir.exists() and any(workdir.iterdir()):
+        if resume and workdir.exists() and any(p.name != LOCK_FILE for p in workdir.iterdir()):
             raise UserError(f"--resume: {workdir} holds no run (no config.json)")
         return
     try:
