@@ -27,6 +27,7 @@ from lfjax.data.minari_io import (
     datasets_root,
 )
 from lfjax.data.registry import REGISTRY, EnvSpec, UnknownEnvError, env_names, get_env_spec
+from lfjax.data.validation import InvalidDatasetError
 from lfjax.data.transitions import (
     STD_FLOOR,
     StateStats,
@@ -44,6 +45,7 @@ __all__ = [
     "DatasetPathError",
     "DatasetMismatchError",
     "EnvSpec",
+    "InvalidDatasetError",
     "LoadedDataset",
     "MissingDatasetError",
     "OutdatedDatasetError",

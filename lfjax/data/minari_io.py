@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -129,8 +130,9 @@ def read_episodes(
     """All episodes of minari_id as flat host arrays, plus the dataset's metadata.
 
     Returns ({"observations" [N, S], "next_observations" [N, S], "actions" [N, A],
-    "rewards" [N], "terminals" [N] bool, "timeouts" [N] bool}, metadata), N the total steps:
-    each episode contributes its transitions (o[t], a[t], r[t], o[t+1]). Dict observations are
+    "rewards" [N], "terminals" [N] bool, "timeouts" [N] bool, "episode_lengths" [E] int},
+    metadata), N the total steps: each of the E episodes contributes its transitions
+    (o[t], a[t], r[t], o[t+1]), episode_lengths says how many. Dict observations are
     flattened as flatten_observations says, or, with observation_key, reduced to that entry.
     Raises MissingDatasetError / CorruptDatasetError / DatasetMismatchError.
     """
@@ -163,7 +165,9 @@ def read_episodes(
                 )
             parts["obs"].append(obs[:-1])
             parts["next_obs"].append(obs[1:])
-            parts["actions"].append(np.asarray(episode["actions"]).reshape(steps, -1))
+            actions = np.asarray(episode["actions"])
+            # Not reshape(steps, -1): an empty episode must reach the validation, not fail here.
+            parts["actions"].append(actions.reshape(steps, math.prod(actions.shape[1:])))
             parts["rewards"].append(np.asarray(episode["rewards"]).reshape(steps))
             parts["terminals"].append(np.asarray(episode["terminations"]).reshape(steps))
             parts["timeouts"].append(np.asarray(episode["truncations"]).reshape(steps))
@@ -184,6 +188,7 @@ def read_episodes(
         "rewards": np.concatenate(parts["rewards"]),
         "terminals": np.concatenate(parts["terminals"]).astype(bool),
         "timeouts": np.concatenate(parts["timeouts"]).astype(bool),
+        "episode_lengths": np.array([len(r) for r in parts["rewards"]], np.int64),
     }
     return arrays, metadata
 
