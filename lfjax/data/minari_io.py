@@ -1,19 +1,27 @@
 """Reading and writing Minari datasets, with errors that say what to do.
 
 Minari keeps dataset <id> under $MINARI_DATASETS_PATH/<id>/data (default ~/.minari/datasets);
-lfjax never chooses another place.
+lfjax never chooses another place. A dataset is written whole into a hidden directory beside
+its place (Minari's listings skip hidden directories) and renamed into place only once
+complete, replacing an older one in one atomic exchange: a kill at any moment leaves the old
+dataset or the new one, never part of one (`write_episodes`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import errno
 import json
 import math
 import os
 import pathlib
 import shutil
+import socket
+import uuid
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium
 import numpy as np
@@ -266,15 +274,39 @@ def write_episodes(
     algorithm_name: str,
     code_permalink: str,
     extra_metadata: dict[str, Any],
+    overwrite: bool = False,
 ) -> pathlib.Path:
     """Writes episodes as Minari dataset minari_id, in the layout Minari's own DataCollector
     gives (so the reader is the one real datasets go through).
 
     env_id is both the collection and the evaluation env; ref_min_score / ref_max_score are
     stored as Minari's reference returns. extra_metadata is stored under the key "lfjax", with
-    "complete": True written last so a half-written dataset is recognizable.
-    Returns the dataset's directory.
+    "complete": True written last.
+
+    The dataset is written into a hidden staging directory beside its place and moved there
+    only when complete (`_commit`); with overwrite, an existing dataset is replaced by the new
+    one in one atomic exchange, else it raises DatasetExistsError (also when one appeared
+    while this one was written). A failure or a kill before the move leaves whatever was there
+    before. Returns the dataset's directory.
     """
+    target = dataset_dir(minari_id)
+    _remove_stale_staging(target)
+    staging = target.parent / f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with _minari_datasets_path(staging):
+            _create(minari_id, episodes, env_id, ref_min_score, ref_max_score,
+                    num_episodes_average_score, description, algorithm_name, code_permalink,
+                    extra_metadata)
+        _commit(staging / minari_id, target, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # what failed, or the dataset replaced
+    return target
+
+
+def _create(minari_id, episodes, env_id, ref_min_score, ref_max_score,
+            num_episodes_average_score, description, algorithm_name, code_permalink,
+            extra_metadata) -> None:
+    """Minari's writer, into Minari's current data path (the staging directory)."""
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -291,26 +323,106 @@ def write_episodes(
         )
         for k, e in enumerate(episodes)
     ]
+    with warnings.catch_warnings():
+        # author_email is the one field Minari asks for that a generated dataset lacks.
+        warnings.filterwarnings("ignore", message=".*author_email.*")
+        minari.create_dataset_from_buffers(
+            dataset_id=minari_id,
+            buffer=buffers,
+            env=env_id,
+            eval_env=env_id,
+            algorithm_name=algorithm_name,
+            author="lfjax",
+            code_permalink=code_permalink,
+            ref_min_score=ref_min_score,
+            ref_max_score=ref_max_score,
+            num_episodes_average_score=num_episodes_average_score,
+            description=description,
+        )
+    dataset = minari.MinariDataset(dataset_dir(minari_id) / "data")
+    dataset.storage.update_metadata({"lfjax": {**extra_metadata, "complete": True}})
+
+
+@contextlib.contextmanager
+def _minari_datasets_path(root: pathlib.Path) -> Iterator[None]:
+    """Points Minari (which reads MINARI_DATASETS_PATH at each call) at root for the block."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
     try:
-        with warnings.catch_warnings():
-            # author_email is the one field Minari asks for that a generated dataset lacks.
-            warnings.filterwarnings("ignore", message=".*author_email.*")
-            minari.create_dataset_from_buffers(
-                dataset_id=minari_id,
-                buffer=buffers,
-                env=env_id,
-                eval_env=env_id,
-                algorithm_name=algorithm_name,
-                author="lfjax",
-                code_permalink=code_permalink,
-                ref_min_score=ref_min_score,
-                ref_max_score=ref_max_score,
-                num_episodes_average_score=num_episodes_average_score,
-                description=description,
-            )
-        dataset = minari.MinariDataset(dataset_dir(minari_id) / "data")
-        dataset.storage.update_metadata({"lfjax": {**extra_metadata, "complete": True}})
-    except BaseException:
-        delete_dataset(minari_id)  # Never leave a half-written dataset behind.
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def _commit(staged: pathlib.Path, target: pathlib.Path, overwrite: bool) -> None:
+    """Moves the complete dataset directory ``staged`` to ``target`` (same filesystem): a
+    rename when there is none, an atomic exchange with the old one under overwrite (the old
+    one is left at ``staged``, for the caller to remove). DatasetExistsError when target
+    exists and not overwrite."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _ensure_namespace(target)
+    exists = DatasetExistsError(
+        f"Minari dataset {target.relative_to(datasets_root())} already exists at {target}; "
+        "pass --overwrite to replace it."
+    )
+    if target.exists():
+        if not overwrite:
+            raise exists
+        _exchange(staged, target)
+        return
+    try:
+        os.rename(staged, target)
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):  # written meanwhile by another process
+            raise exists from None
         raise
-    return dataset_dir(minari_id)
+
+
+def _exchange(a: pathlib.Path, b: pathlib.Path) -> None:
+    """Swaps two directories atomically (Linux renameat2 RENAME_EXCHANGE). Where the kernel or
+    filesystem cannot, three renames: for a moment b is missing, but never half there."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+        error = ctypes.get_errno()
+        if error not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise OSError(error, os.strerror(error), str(b))
+    aside = a.with_name(a.name + ".old")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
+def _ensure_namespace(target: pathlib.Path) -> None:
+    """Minari's namespace record for target's namespace in the real data path, as Minari's
+    own writer makes it (the staging directory got its own copy)."""
+    from minari.namespace import create_namespace, list_local_namespaces
+
+    namespace = str(target.parent.relative_to(datasets_root()))
+    if namespace != "." and namespace not in list_local_namespaces():
+        create_namespace(namespace)
+
+
+def _remove_stale_staging(target: pathlib.Path) -> None:
+    """Removes staging directories of target left by killed processes of this host."""
+    host = socket.gethostname()
+    for stale in target.parent.glob(f".{target.name}.tmp-{host}-*"):
+        pid = stale.name[len(f".{target.name}.tmp-{host}-"):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

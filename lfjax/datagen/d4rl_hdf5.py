@@ -105,8 +105,6 @@ def convert_d4rl_hdf5(
         # No creation time (unlike generated datasets): the metadata is the dataset's identity
         # for flow reuse, and converting the same file again is the same data.
     }
-    if overwrite:
-        minari_io.delete_dataset(minari_id)
     minari_io.write_episodes(
         minari_id,
         episodes,
@@ -125,6 +123,7 @@ def convert_d4rl_hdf5(
             f"end of the stream are truncations. Reference returns are D4RL's."
         ),
         extra_metadata=settings,
+        overwrite=overwrite,  # the old dataset stays until the new one is complete
     )
     return minari_id
 

@@ -324,3 +324,26 @@ def test_half_written_conversion_says_to_convert_again(empty_minari_root, tmp_pa
     assert "convert it again: python -m experiments.convert_d4rl --env=hopper-medium-replay" in (
         str(info.value)
     )
+
+
+def test_a_failure_before_the_rename_leaves_the_old_conversion_or_none(empty_minari_root, tmp_path, monkeypatch):
+    def fail(staged, target, overwrite):
+        raise OSError("disk full")
+
+    staged = lambda: [p for p in empty_minari_root.rglob(".*") if ".tmp-" in p.name]
+    with monkeypatch.context() as patch:
+        patch.setattr(minari_io, "_commit", fail)
+        with pytest.raises(OSError, match="disk full"):
+            convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "a.hdf5"))
+    assert not minari_io.dataset_dir(ID).exists() and staged() == []
+
+    convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "a.hdf5"))
+    with monkeypatch.context() as patch:
+        patch.setattr(minari_io, "_commit", fail)
+        with pytest.raises(OSError, match="disk full"):
+            convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "b.hdf5", with_next=False),
+                              overwrite=True)
+    assert minari_io.read_metadata(ID)["lfjax"]["source_file"] == "a.hdf5" and staged() == []
+    assert load_dataset("hopper-medium-replay").transitions.rewards.shape == (N,)  # whole
+    convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "b.hdf5", with_next=False), overwrite=True)
+    assert minari_io.read_metadata(ID)["lfjax"]["source_file"] == "b.hdf5"
