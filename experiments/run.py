@@ -7,6 +7,7 @@ evaluation and checkpoints -> results.json, curve.csv, curve.png in --workdir.
 --algo=awac and --algo=bc run the baselines (AWAC, behaviour cloning) in action space, no flow.
 """
 
+import contextlib
 import dataclasses
 import pathlib
 import sys
@@ -148,7 +149,7 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     workdir's lock."""
     from experiments import cli, reporting
     from lfjax import processes, stages
-    from lfjax.checkpoints import write_json
+    from lfjax.checkpoints import hold_directory, write_json
 
     log, progress = cli.job_output(FLAGS.progress)
     if processes.is_leader():
@@ -168,11 +169,14 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         },
         "flow": {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history") if k in pretrained.info},
     }
-    results = stages.agent.train_agent(
-        config, loaded, pretrained, workdir,
-        resume=FLAGS.resume, progress=progress, log=log, results_base=base,
-        report=lambda results: reporting.write_outputs(workdir, results),
-    )
+    # While the agents train, nobody replaces the flow they decode through (experiments.evaluate
+    # loads it again later): runs that read a flow directory share its lock, a writer needs it alone.
+    with hold_directory(flow_dir, shared=True) if config.uses_flow else contextlib.nullcontext():
+        results = stages.agent.train_agent(
+            config, loaded, pretrained, workdir,
+            resume=FLAGS.resume, progress=progress, log=log, results_base=base,
+            report=lambda results: reporting.write_outputs(workdir, results),
+        )
     baselines = ", ".join(
         f"{'flow BC' if name == stages.agent.FLOW_BC else name.split()[0]} {value:.1f}"
         for name, value in results["baselines"].items()

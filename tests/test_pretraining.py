@@ -169,3 +169,22 @@ def test_a_flow_that_never_reaches_a_finite_validation_nll_is_an_error():
     states = states.at[::7, 0].set(jnp.nan)
     with pytest.raises(FlowDivergedError, match=r"seed\(s\) \[0\] never reached a finite validation NLL in 2"):
         pretrain(SMALL, actions, states, num_epochs=2, progress=False, log=lambda _: None)
+
+
+def test_a_save_that_dies_while_replacing_a_flow_leaves_no_finished_flow(tmp_path, monkeypatch):
+    from lfjax.checkpoints import flows
+
+    actions, states, _ = synthetic(jax.random.PRNGKey(9), 1000)
+    out = pretrain(SMALL, actions, states, num_epochs=1, progress=False, log=lambda _: None)
+    save_pretrained_flow(tmp_path, out.flow, out.best_params, jnp.zeros(2), jnp.ones(2), {"made": "first"})
+    other = jax.tree_util.tree_map(lambda x: x + 1, out.best_params)
+
+    def die(path, obj):
+        raise Interrupted  # after params/ was replaced, before the new flow.json
+
+    monkeypatch.setattr(flows, "write_json", die)
+    with pytest.raises(Interrupted):
+        save_pretrained_flow(tmp_path, out.flow, other, jnp.zeros(2), jnp.ones(2), {"made": "second"})
+    # Not the first flow's record over the second flow's params: no finished flow at all.
+    with pytest.raises(CheckpointError, match="no pretrained flow"):
+        load_pretrained_flow(tmp_path)

@@ -198,8 +198,9 @@ def check_free(directory: str | os.PathLike) -> None:
 
 def _busy_message(directory: pathlib.Path, holder: dict | None) -> str:
     if holder is None:
-        return (f"{directory} is being read by other processes that did not finish within "
-                f"{READER_WAIT_S:.0f} s; try again when they are done")
+        return (f"{directory} is being read by other processes (e.g. runs that decode through "
+                f"the flow there) that did not let go within {READER_WAIT_S:.0f} s; wait for them "
+                "to finish, or choose another directory")
     pid = holder.get("pid")
     stop = f" or stop it (kill {pid})" if pid else ""
     return (f"{directory} is in use by {describe_holder(holder)}; wait for it to finish{stop}, "

@@ -79,6 +79,9 @@ def test_killed_run_resumes_to_identical_results(finished, minari_root, tmp_path
     proc.wait()
     # The dead run's lock file is still there, naming it; its lock is not (the kernel dropped it).
     assert json.loads((workdir / "lfjax.lock").read_text())["pid"] == proc.pid
+    # experiments.evaluate of what it left says that the run never finished.
+    stopped = evaluate([f"--workdir={workdir}", "--episodes=1"], minari_root)
+    assert stopped.returncode == 0 and "stopped at 100 of 300 updates without finishing" in stopped.stdout
     resumed = run([*TINY, f"--workdir={workdir}", "--resume"], minari_root)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     ours = json.loads((workdir / "results.json").read_text())

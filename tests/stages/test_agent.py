@@ -87,6 +87,13 @@ def test_a_seed_that_goes_non_finite_is_reported_and_the_others_go_on(loaded, tm
     for point in curve[1:]:
         assert point["scores"][1] is None and point["failed_seeds"] == [1]
         assert point["mean"] == pytest.approx(np.mean([point["scores"][0], point["scores"][2]]))
+    # experiments.evaluate's rollout of the seeds that did not fail: theirs, with their own
+    # episodes and noise (the last evaluation's scores again), the failed seed left out.
+    step, saved = stages.agent.load_agents(config, pretrained, 4, workdir)
+    returns = stages.agent.evaluate_agents(config, loaded.spec, pretrained, saved.actor_params,
+                                           num_episodes=1, seed=curve[-1]["eval_seed"], seed_indices=[0, 2])
+    assert step == 60 and returns.shape == (2, 1)
+    np.testing.assert_allclose(loaded.normalized_score(returns)[:, 0], [final["scores"][0], final["scores"][2]])
     # The last checkpoint holds seed 1's last good parameters and the other seeds' newest.
     manager = run_checkpoints(workdir)
     step, states, record = restore_latest(manager, workdir, jax.eval_shape(
