@@ -38,7 +38,7 @@ from lfjax.data.minari_io import (
 )
 from lfjax.data.registry import MAZE2D_DATASET_VERSION, EnvSpec, get_env_spec
 from lfjax.data.transitions import StateStats, Transitions, compute_state_stats
-from lfjax.data.validation import InvalidDatasetError, check_episodes
+from lfjax.data.validation import check_episodes
 from lfjax.evaluation import normalized_score
 
 # What changed in each maze2d recipe since the version named (for the outdated-data messages).

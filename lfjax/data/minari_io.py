@@ -291,7 +291,11 @@ def write_episodes(
     """
     target = dataset_dir(minari_id)
     _remove_stale_staging(target)
-    staging = target.parent / f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # Hidden (Minari lists no hidden directory), beside the target (a rename, not a copy), and
+    # named by host and pid so that a later write can tell a dead writer's leftovers.
+    staging = target.parent / (
+        f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    )
     try:
         with _minari_datasets_path(staging):
             _create(minari_id, episodes, env_id, ref_min_score, ref_max_score,

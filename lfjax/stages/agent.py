@@ -100,6 +100,7 @@ def train_agent(
 
 
 def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, results_base, report):
+    """train_agent's body, run while it holds the workdir's lock (same arguments)."""
     flow = pretrained.flow
     num_seeds = config.num_seeds
     frozen = frozen_flows(pretrained, num_seeds)

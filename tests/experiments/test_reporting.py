@@ -3,9 +3,6 @@ never shows up as a score, and every mean ± std is over the seeds that finished
 
 import csv
 import json
-import pathlib
-
-import pytest
 
 from experiments import reporting
 
