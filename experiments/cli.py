@@ -2,8 +2,10 @@
 log, joining a multi-process job, and running a command's stages so that a mistake is one line
 and lost contact with another process leaves cleanly.
 
-Exit codes: 0 done; 2 a mistake the user can fix (one line on stderr, nothing written);
-1 the job lost a process, or failed for a cause that is not the user's.
+Exit codes: 0 done; 2 a mistake the user can fix (one line on stderr, nothing written), or
+a directory another process is writing in; 1 the training failed (a flow that never reached a
+finite NLL, every seed non-finite), the job lost a process, or another cause that is not the
+user's.
 """
 
 import os
@@ -17,6 +19,7 @@ from tqdm import tqdm
 from lfjax import processes
 from lfjax.checkpoints import CheckpointError
 from lfjax.data import DatasetError
+from lfjax.pretraining import FlowDivergedError
 
 Log = Callable[[str], None]
 
@@ -29,9 +32,9 @@ class UserError(Exception):
 USER_ERRORS = (UserError, CheckpointError, DatasetError, ValueError)
 
 
-def fail(message: str) -> int:
+def fail(message: str, status: int = 2) -> int:
     print(f"error: {message}", file=sys.stderr)
-    return 2
+    return status
 
 
 def start_cli(argv: list[str]) -> int | None:
@@ -93,12 +96,15 @@ def check_writable(directory: pathlib.Path, flag: str) -> None:
 
 def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
     """Runs a command's stages and returns its exit status. A user-facing error, in this or any
-    other process of the job, is one line on stderr and status 2; lost contact with another
-    process is one line (with ``after_lost_contact``: what is saved, how to go on) and status 1."""
+    other process of the job, is one line on stderr and status 2; a training that failed
+    (FlowDivergedError) is one line and status 1; lost contact with another process is one line
+    (with ``after_lost_contact``: what is saved, how to go on) and status 1."""
     try:
         return stages()
     except (*USER_ERRORS, processes.OtherProcessError) as e:
         return fail(str(e))
+    except FlowDivergedError as e:
+        return fail(str(e), status=1)
     except OSError as e:  # a full disk, a directory that vanished: the environment, not a bug
         return fail(f"{e}; check the path, its permissions and the free disk space (files "
                     "written before this are intact)")
@@ -111,10 +117,11 @@ def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
 def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
     """Refuses to mix runs: a workdir holds one configuration."""
     from lfjax.checkpoints import as_json, read_json
+    from lfjax.checkpoints.locks import LOCK_FILE
 
     config_path = workdir / "config.json"
     if not config_path.exists():
-        if resume and workdir.exists() and any(workdir.iterdir()):
+        if resume and workdir.exists() and any(p.name != LOCK_FILE for p in workdir.iterdir()):
             raise UserError(f"--resume: {workdir} holds no run (no config.json)")
         return
     try:

@@ -9,6 +9,10 @@ environment, prints the normalized score per seed and mean ± std over seeds, an
 episode's return to <workdir>/evaluations/step-<N>-<E>ep-<sample|mean>-seed<S>.json.
 With the --episodes and --eval_seed of one of the run's own evaluations (results.json records
 each one's eval_seed), it reproduces that evaluation's scores.
+
+It may run while the run still trains (it reads committed checkpoints only, and takes no lock):
+it then says so, and which checkpoint it evaluates. Seeds the run marked failed (non-finite)
+are not rolled out; they are reported as failed and the mean ± std is over the others.
 """
 
 import pathlib
@@ -46,7 +50,15 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
 
     from experiments import cli, reporting
     from lfjax import data, evaluation
-    from lfjax.checkpoints import load_pretrained_flow, read_json, write_json
+    from lfjax.checkpoints import (
+        describe_holder,
+        load_pretrained_flow,
+        lock_holder,
+        read_json,
+        restore_run_record,
+        run_checkpoints,
+        write_json,
+    )
     from lfjax.configs import RunConfig
     from lfjax import stages
     from lfjax.stages.agent import Members, evaluate_agents, load_agents
@@ -58,7 +70,8 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         )
     config = RunConfig.from_dict(read_json(workdir / "config.json"))
     spec = data.get_env_spec(config.env)
-    refs = read_json(workdir / "results.json")["dataset"]
+    results = read_json(workdir / "results.json")
+    refs = results["dataset"]
     if config.uses_flow:
         pretrained = load_pretrained_flow(flow_dir)
     else:  # the baselines act in action space: their "flow" is the identity, with the data's stats
@@ -69,41 +82,62 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
             f"the flow in {flow_dir} has {pretrained.num_seeds} seeds, the run {config.num_seeds}: "
             "it is not this run's flow; pass the run's --flow_dir"
         )
+    writer = lock_holder(workdir)  # read before the checkpoint: "still writing" covers it
     step, states = load_agents(config, pretrained, spec.obs_dim, workdir, FLAGS.step)
-    returns = evaluate_agents(
-        config, spec, pretrained, states.actor_params, num_episodes=FLAGS.episodes,
-        seed=FLAGS.eval_seed, deterministic=FLAGS.deterministic,
-    )
-    normalized = evaluation.normalized_score(returns, refs["ref_min_score"], refs["ref_max_score"])
-    scores = normalized.mean(axis=1)
-    mode = "mean" if FLAGS.deterministic else "sample"
+    if writer is not None:
+        print(f"note: the run in {workdir} is still training ({describe_holder(writer)}): "
+              f"evaluating its checkpoint {step}, the latest committed one when this started")
+    elif results.get("status") != "finished" and FLAGS.step is None:
+        print(f"note: the run in {workdir} stopped at {results.get('updates')} of "
+              f"{config.num_updates} updates without finishing (status {results.get('status')!r}): "
+              f"evaluating its checkpoint {step}")
     members = Members.of(config)
     seeds = members.seeds.tolist()
+    failed = np.array(restore_run_record(run_checkpoints(workdir), workdir, step)["failed"], bool)
+    if failed.all():
+        return cli.fail(f"every member of the run in {workdir} had failed (non-finite) by checkpoint "
+                        f"{step}: there is no policy to evaluate", status=1)
+    kept = np.flatnonzero(~failed)
+    returns = evaluate_agents(
+        config, spec, pretrained, states.actor_params, num_episodes=FLAGS.episodes,
+        seed=FLAGS.eval_seed, deterministic=FLAGS.deterministic, member_indices=kept,
+    )  # [kept, episodes]: a failed member is never rolled out
+    normalized = evaluation.normalized_score(returns, refs["ref_min_score"], refs["ref_max_score"])
+    scores = np.full(config.num_members, np.nan)
+    scores[kept] = normalized.mean(axis=1)
+    mode = "mean" if FLAGS.deterministic else "sample"
+    # Per member: its row of ``values`` [kept, episodes], or None for a failed member.
+    by_member = lambda values: [dict(zip(kept.tolist(), values.tolist())).get(i)
+                                for i in range(config.num_members)]
     record = {
         "workdir": str(workdir.absolute()),
         "env": config.env,
         "step": step,
+        "run_still_training": writer is not None,
         "episodes": FLAGS.episodes,
         "actions": mode,
         "eval_seed": FLAGS.eval_seed,
         "seeds": seeds,
         "members": [members.name(m) for m in range(config.num_members)],
-        "scores": scores.tolist(),
-        "mean": float(scores.mean()),
-        "std": float(scores.std()),
-        "returns": returns.tolist(),
-        "normalized": normalized.tolist(),
+        "failed_seeds": [seeds[i] for i in np.flatnonzero(failed)],
+        "scores": [None if failed[i] else float(scores[i]) for i in range(config.num_members)],
+        "mean": float(scores[kept].mean()),
+        "std": float(scores[kept].std()),
+        "returns": by_member(returns),
+        "normalized": by_member(normalized),
         "versions": reporting.versions(),
     }
     out = workdir / "evaluations" / f"step-{step}-{FLAGS.episodes}ep-{mode}-seed{FLAGS.eval_seed}.json"
     write_json(out, record)
     stderr = np.std(normalized, axis=1) / np.sqrt(FLAGS.episodes)
-    per_member = ", ".join(f"{members.name(m)}: {v:.1f}" for m, v in enumerate(scores))
+    per_member = ", ".join(f"{members.name(i)}: failed" if failed[i] else
+                           f"{members.name(i)}: {scores[i]:.1f}" for i in range(config.num_members))
+    what = "members" if members.num_configs > 1 else "seeds"
+    over = f"{len(kept)} of {config.num_members} {what}" if failed.any() else what
     print(
         f"{config.env} after {step} updates, {FLAGS.episodes} episodes per seed ({mode} actions): "
-        f"normalized score {scores.mean():.1f} ± {scores.std():.1f} over "
-        f"{'members' if members.num_configs > 1 else 'seeds'} ({per_member}; "
-        f"largest standard error of a seed's mean {stderr.max():.1f}); written to {out}"
+        f"normalized score {scores[kept].mean():.1f} ± {scores[kept].std():.1f} over {over} "
+        f"({per_member}; largest standard error of a seed's mean {stderr.max():.1f}); written to {out}"
     )
     return 0
 

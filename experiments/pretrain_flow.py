@@ -4,7 +4,10 @@
 
 Prints train and validation NLL per epoch, keeps each seed's lowest-validation-NLL
 parameters, and saves them with the state normalization to ``<workdir>/flow``
-(`lfjax.stages.flow.load_or_pretrain`, which `experiments.run` calls too).
+(`lfjax.stages.flow.load_or_pretrain`, which `experiments.run` calls too). Every epoch is
+checkpointed in ``<workdir>/flow/progress``: after a kill, the same command with --resume
+continues from the last epoch and ends with the same flow. One process at a time writes a flow
+directory (a second one stops with a line naming the first).
 """
 
 import dataclasses
@@ -24,6 +27,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Base random seed.")
     flags.DEFINE_string("preset", "paper", "paper: SPEC.md settings; quick: minutes on a CPU.")
     flags.DEFINE_string("workdir", None, "The flow goes to <workdir>/flow (default runs/<env>-flow).")
+    flags.DEFINE_bool("resume", False, "Continue an unfinished pretraining in <workdir>/flow from "
+                      "its last epoch.")
     shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
 
@@ -50,13 +55,15 @@ def main(argv) -> int:
     if (status := cli.start_cli(argv)) is not None:
         return status
     from lfjax import data, processes, stages
+    from lfjax.checkpoints import check_free, hold_directory
 
     try:
         data.get_env_spec(FLAGS.env)
         config = build_config()
     except ValueError as e:
         return cli.fail(str(e))
-    flow_dir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-flow") / "flow"
+    workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-flow")
+    flow_dir = workdir / "flow"
     # Only after the flags are known good: joining waits for every process of the job.
     try:
         cli.join_processes(FLAGS.distributed)
@@ -64,15 +71,24 @@ def main(argv) -> int:
         return cli.fail(str(e))
     log, progress = cli.job_output(FLAGS.progress)
 
+    def check_dirs():
+        cli.check_writable(flow_dir, "--workdir")
+        check_free(workdir)  # e.g. an experiments.run training there, on this very flow
+        check_free(flow_dir)
+
     def run_stages():
-        processes.together(lambda: cli.check_writable(flow_dir, "--workdir"), cli.USER_ERRORS)
+        processes.together(check_dirs, cli.USER_ERRORS)
         processes.check_shared_directory(flow_dir, "--workdir")
         loaded = stages.dataset.shared_dataset(FLAGS.env, generate_if_missing=False, log=log)
-        stages.flow.load_or_pretrain(config, loaded, flow_dir, progress=progress, log=log)
+        # The workdir too, not only the flow: a run there decodes through that flow.
+        with hold_directory(workdir):
+            stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=FLAGS.resume,
+                                         progress=progress, log=log)
         return 0
 
     return cli.run_stages(
-        run_stages, after_lost_contact="Rerun the same command on every host (a flow saved completely is reused)"
+        run_stages, after_lost_contact="Rerun the same command on every host with --resume (a flow "
+        "saved completely is reused, an unfinished one continues from its last epoch)"
     )
 
 

@@ -1,5 +1,7 @@
-"""The files a run leaves for people: results.json, curve.csv and curve.png, each written
-atomically (or replaced whole) after every evaluation, by process 0 only."""
+"""The files a run leaves for people: results.json, curve.csv and curve.png (and sweep.csv for a
+grid), each written atomically (or replaced whole) after every evaluation, by process 0 only,
+and the run's last lines. A failed seed has no score in any of them (an empty cell, a gap):
+each names the failed seeds, and every mean ± std is over the seeds that finished."""
 
 import csv
 import pathlib
@@ -10,7 +12,6 @@ import numpy as np
 
 from lfjax import processes
 from lfjax.checkpoints import write_json
-from lfjax.configs import RunConfig
 from lfjax.stages.agent import FLOW_BC
 from lfjax.provenance import RUN_PACKAGES, package_versions
 
@@ -24,26 +25,50 @@ def versions() -> dict[str, str]:
     return out
 
 
-def final_lines(config: RunConfig, results: dict[str, Any], workdir: pathlib.Path) -> list[str]:
-    """What experiments.run prints at the end: the score over seeds, or a grid's ranking."""
+def seeds_phrase(results: dict[str, Any]) -> str:
+    """'3 seeds', or '2 of 3 seeds; seed 4 failed' when some failed (a grid: members)."""
+    num = len(results["members"]) if "members" in results else len(results["config"]["seeds"])
+    what = "members" if len(results.get("summary", [])) > 1 else "seeds"
+    failed = results["final"]["failed_seeds"]
+    if not failed:
+        return f"{num} {what}"
+    names = f"seed{'s' if len(failed) > 1 else ''} {', '.join(map(str, failed))}"
+    return f"{num - len(failed)} of {num} {what}; {names} failed"
+
+
+def final_lines(results: dict[str, Any], workdir: pathlib.Path) -> tuple[list[str], int]:
+    """(what experiments.run prints at the end, its exit status): the score over the seeds that
+    finished with the failed ones named, or a grid's ranking (status 0); or that every seed
+    failed (status 1)."""
     baselines = ", ".join(
         f"{'flow BC' if name == FLOW_BC else name.split()[0]} {value:.1f}"
         for name, value in results["baselines"].items()
     )
-    final = results["final"]
-    if len(results["summary"]) == 1:
-        return [f"{config.env} ({config.algo}): normalized score {final['mean']:.1f} ± "
-                f"{final['std']:.1f} over {config.num_seeds} seeds after {results['updates']} "
-                f"updates ({baselines}); results in {workdir}"]
+    final, config = results["final"], results["config"]
+    what = f"{config['env']} ({config['algo']})"
+    failures = "; ".join(
+        f"seed {f['seed']} went non-finite within updates {f['within_updates'][0]}-{f['within_updates'][1]}"
+        if f.get("within_updates") else f"seed {f['seed']} went non-finite"
+        for f in final.get("failures", [])
+    )
+    if final["mean"] is None:
+        return [f"{what}: every seed failed ({failures}); no score. The curve up to the failures "
+                f"is in {workdir}; try other seeds, or a smaller --actor_lr / --critic_lr"], 1
+    note = f" [{failures}]" if failures else ""
+    if len(results.get("summary", [])) <= 1:
+        return [f"{what}: normalized score {final['mean']:.1f} ± {final['std']:.1f} over "
+                f"{seeds_phrase(results)} after {results['updates']} updates ({baselines})"
+                f"{note}; results in {workdir}"], 0
     lines = []
     for rank, entry in enumerate(results["summary"]):
         where = " ".join(f"{k}={v:g}" for k, v in entry["config"].items())
-        lines.append(f"  {rank + 1:>2}. {where}: {entry['mean']:.1f} ± {entry['std']:.1f}")
+        score = "failed" if entry["mean"] is None else f"{entry['mean']:.1f} ± {entry['std']:.1f}"
+        lines.append(f"  {rank + 1:>2}. {where}: {score}")
     best = " ".join(f"{k}={v:g}" for k, v in results["best"].items())
-    lines.append(f"{config.env} ({config.algo}): {len(results['summary'])} configurations x "
-                 f"{config.num_seeds} seeds after {results['updates']} updates; best {best} "
-                 f"({baselines}); results in {workdir}")
-    return lines
+    lines.append(f"{what}: {len(results['summary'])} configurations x {len(config['seeds'])} seeds "
+                 f"({seeds_phrase(results)}) after {results['updates']} updates; best {best} "
+                 f"({baselines}){note}; results in {workdir}")
+    return lines, 0
 
 
 def write_outputs(workdir: pathlib.Path, results: dict[str, Any]) -> None:
@@ -55,8 +80,10 @@ def write_outputs(workdir: pathlib.Path, results: dict[str, Any]) -> None:
     members = results.get("members", [])
     grid = len(results.get("summary", [])) > 1
     names = [_member_column(m, grid) for m in members]
-    rows = [[p["updates"], p["mean"], p["std"], *p["scores"]] for p in results["curve"]]
-    _write_csv(workdir / "curve.csv", ["updates", "mean", "std", *names], rows)
+    # None (a failed seed; every seed for mean and std) is an empty cell.
+    rows = [[p["updates"], p["mean"], p["std"], *p["scores"],
+             " ".join(str(s) for s in p.get("failed_seeds", []))] for p in results["curve"]]
+    _write_csv(workdir / "curve.csv", ["updates", "mean", "std", *names, "failed_seeds"], rows)
     if grid:
         swept = list(results["summary"][0]["config"])
         long_rows = [
@@ -96,12 +123,16 @@ def plot_curves(path: pathlib.Path, results: dict[str, Any]) -> None:
         num_seeds = len(results["config"]["seeds"])
         # One curve per configuration (a grid), mean ± std over its seeds.
         per_config = [[p] for p in curve] if "configs" not in curve[0] else [p["configs"] for p in curve]
-        grid = RunConfig.from_dict({k: v for k, v in results["config"].items() if k != "seeds"}).grid
+        # The grid's configurations in member order (each member lists its own).
+        grid = [m["config"] for m in results.get("members", [])[::num_seeds]] or [{}]
         labels = ([" ".join(f"{k}={v:g}" for k, v in c.items()) for c in grid]
                   if len(grid) > 1 else [f"{algo} ({num_seeds} seeds)"])
+        if len(labels) == 1:
+            labels = [f"{algo} ({seeds_phrase(results)})"]
         for c, label in enumerate(labels):
-            mean = np.array([points[c]["mean"] for points in per_config])
-            std = np.array([points[c]["std"] for points in per_config])
+            # None (every seed failed by then) -> NaN: a gap in the line.
+            mean = np.array([points[c]["mean"] for points in per_config], float)
+            std = np.array([points[c]["std"] for points in per_config], float)
             ax_score.plot(x, mean, label=label)
             ax_score.fill_between(x, mean - std, mean + std, alpha=0.15 if len(labels) > 1 else 0.25)
     for name, value in results.get("baselines", {}).items():

@@ -7,6 +7,7 @@ evaluation and checkpoints -> results.json, curve.csv, curve.png in --workdir.
 --algo=awac and --algo=bc run the baselines (AWAC, behaviour cloning) in action space, no flow.
 """
 
+import contextlib
 import dataclasses
 import pathlib
 import sys
@@ -26,7 +27,8 @@ flags.DEFINE_string("workdir", None, "Output directory (default runs/<env>-<pres
 flags.DEFINE_string("flow_dir", None, "Pretrained flow to reuse or create (default <workdir>/flow).")
 flags.DEFINE_bool("flow_per_seed", None, "Pretrain one flow per seed instead of one shared flow "
                   "(the official protocol shares one).")
-flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint.")
+flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint (and "
+                  "an unfinished flow pretraining from its last epoch).")
 # Overrides of the main hyperparameters (None: the preset's value).
 flags.DEFINE_integer("num_updates", None, "AWAC updates per seed.")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations and checkpoints.")
@@ -125,12 +127,16 @@ def main(argv) -> int:
 
 
 def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
-    """Every stage, in every process of the job; process 0 prints and writes the files."""
-    from experiments import cli, reporting
-    from lfjax import processes, sharding, stages
-    from lfjax.checkpoints import write_json
+    """Every stage, in every process of the job; process 0 prints and writes the files.
 
-    log, progress = cli.job_output(FLAGS.progress)
+    From its first write to its end the run holds --workdir's lock (process 0 for the job), so
+    a second command on the same workdir stops with one line naming this one; before that it
+    only checks, without writing anything, that nobody else holds it."""
+    from experiments import cli
+    from lfjax import processes, sharding, stages
+    from lfjax.checkpoints import check_free, hold_directory
+
+    log, _ = cli.job_output(FLAGS.progress)
 
     def run_stages():
         sharding.seed_mesh(config.num_members)  # across hosts: a member count that does not split
@@ -138,6 +144,8 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         def check_dirs():
             cli.check_writable(workdir, "--workdir")
             cli.check_writable(flow_dir, "--flow_dir")
+            check_free(workdir)  # another process writing there: one line naming it
+            check_free(flow_dir)
             cli.check_workdir(workdir, config, FLAGS.resume)
 
         processes.together(check_dirs, cli.USER_ERRORS)
@@ -151,37 +159,58 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
                 f"--batch_size={config.agent.batch_size} is larger than the dataset "
                 f"({loaded.transitions.actions.shape[0]} transitions); pass a smaller --batch_size"
             )
-        if processes.is_leader():
-            workdir.mkdir(parents=True, exist_ok=True)
-            write_json(workdir / "config.json", config.to_dict())
-        if config.uses_flow:
-            pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, progress=progress, log=log)
-        else:
-            pretrained = stages.flow.no_flow(loaded)
-        base = {
-            "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
-            "versions": reporting.versions(),
-            "dataset": {
-                **stages.dataset.dataset_identity(loaded),
-                "ref_min_score": loaded.ref_min_score,
-                "ref_max_score": loaded.ref_max_score,
-            },
-            "flow": {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history") if k in pretrained.info},
-        }
-        results = stages.agent.train_agent(
-            config, loaded, pretrained, workdir,
-            resume=FLAGS.resume, progress=progress, log=log, results_base=base,
-            report=lambda results: reporting.write_outputs(workdir, results),
-        )
-        for line in reporting.final_lines(config, results, workdir):
-            log(line)
-        return 0
+        with hold_directory(workdir):
+            # Checked again, alone now: two commands started together both passed the first check.
+            processes.together(lambda: cli.check_workdir(workdir, config, FLAGS.resume), cli.USER_ERRORS)
+            return train(config, loaded, workdir, flow_dir)
 
     return cli.run_stages(
         run_stages,
         after_lost_contact=f"Everything up to the last evaluation is saved in {workdir}; when "
         "every host is back, rerun the same command on each with --resume",
     )
+
+
+def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
+    """The flow and agent stages, the result files and the last line; the caller holds the
+    workdir's lock."""
+    from experiments import cli, reporting
+    from lfjax import processes, stages
+    from lfjax.checkpoints import hold_directory, write_json
+
+    log, progress = cli.job_output(FLAGS.progress)
+    if processes.is_leader():
+        write_json(workdir / "config.json", config.to_dict())
+    if config.uses_flow:
+        pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=FLAGS.resume,
+                                                  progress=progress, log=log)
+    else:
+        pretrained = stages.flow.no_flow(loaded)
+    base = {
+        "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
+        "versions": reporting.versions(),
+        "dataset": {
+            **stages.dataset.dataset_identity(loaded),
+            "ref_min_score": loaded.ref_min_score,
+            "ref_max_score": loaded.ref_max_score,
+        },
+        "flow": {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history") if k in pretrained.info},
+    }
+    # While the agents train, nobody replaces the flow they decode through (experiments.evaluate
+    # loads it again later): runs that read a flow directory share its lock, a writer needs it alone.
+    with hold_directory(flow_dir, shared=True) if config.uses_flow else contextlib.nullcontext():
+        results = stages.agent.train_agent(
+            config, loaded, pretrained, workdir,
+            resume=FLAGS.resume, progress=progress, log=log, results_base=base,
+            report=lambda results: reporting.write_outputs(workdir, results),
+        )
+    lines, status = reporting.final_lines(results, workdir)
+    if status == 0:
+        for line in lines:
+            log(line)
+    elif processes.is_leader():
+        cli.fail(lines[0], status)  # every seed failed: no score, exit status 1
+    return status
 
 
 if __name__ == "__main__":

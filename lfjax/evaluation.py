@@ -7,6 +7,7 @@ step one by one (`lfjax.envs.EnvLoop`), or all in one MuJoCo call per step when 
 """
 
 import functools
+import math
 from typing import Any, Callable
 
 import gymnasium
@@ -17,6 +18,21 @@ import numpy as np
 from lfjax.envs import BatchedEnv, EnvLoop
 
 ActFn = Callable[[Any, Any, jax.Array, jax.Array], jax.Array]
+
+
+class NonFiniteParametersError(ValueError):
+    """A policy to roll out has non-finite parameters: it has no score to measure."""
+
+
+@jax.jit
+def finite_seeds(tree: Any) -> jax.Array:
+    """[N] bool: whether every array of seed i (leaves [N, ...]) is finite."""
+    leaves = jax.tree.leaves(tree)
+    ok = jnp.ones(leaves[0].shape[0], bool)
+    for x in leaves:
+        if jnp.issubdtype(x.dtype, jnp.inexact):
+            ok &= jnp.isfinite(x).reshape(x.shape[0], math.prod(x.shape[1:])).all(axis=1)
+    return ok
 
 
 @functools.lru_cache(maxsize=16)
@@ -71,8 +87,18 @@ def evaluate(
             (`lfjax.envs.make_batched_env(spec, N * num_episodes)`; keep it across calls): the
             same returns, bit for bit, without a Python env.step per copy; make_env is then
             not called. The caller closes it.
+
+    Raises NonFiniteParametersError, before any rollout, when a seed's agent or flow
+    parameters are not all finite (a diverged seed has no score; the caller leaves it out).
     """
     num_seeds = jax.tree.leaves(agent_params)[0].shape[0]
+    bad = np.flatnonzero(~np.asarray(finite_seeds((agent_params, flow_params))))
+    if bad.size:
+        where = bad if seed_indices is None else np.asarray(seed_indices)[bad]
+        raise NonFiniteParametersError(
+            f"seed index(es) {where.tolist()} have non-finite policy or flow parameters: "
+            "refusing to roll them out (a diverged seed has no score; leave it out)"
+        )
     if seed_indices is None:
         seed_indices = np.arange(num_seeds)
     seed_indices = np.asarray(seed_indices)

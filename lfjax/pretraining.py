@@ -14,7 +14,7 @@ Shapes: N seeds, M rows, A action dim, S state dim.
 import math
 import sys
 import time
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Protocol
 
 import chex
 import jax
@@ -181,6 +181,20 @@ def make_train(config: FlowTrainConfig, flow: ConditionalFlow, num_train: int):
     return jax.jit(epoch, donate_argnums=0)
 
 
+class FlowDivergedError(RuntimeError):
+    """A flow's validation NLL never became finite: there is no flow to save or use."""
+
+
+class ProgressCheckpoints(Protocol):
+    """Where :func:`pretrain` keeps its progress (`lfjax.checkpoints.FlowProgress`)."""
+
+    def restore(self, like: Any) -> tuple[Any, dict] | None:
+        """(tree, record) last saved (tree checked against ``like``), or None."""
+
+    def save(self, epoch: int, tree: Any, record: dict) -> None:
+        """Commits the tree of host arrays and the JSON record after ``epoch`` epochs."""
+
+
 class PretrainOutput(NamedTuple):
     """What :func:`pretrain` returns (host-side values, device params)."""
 
@@ -202,6 +216,7 @@ def pretrain(
     seed: int = 0,
     progress: bool = False,
     log: Callable[[str], None] = print,
+    checkpoints: ProgressCheckpoints | None = None,
 ) -> PretrainOutput:
     """Trains ``num_seeds`` flows on actions [M, A] given normalized states [M, S].
 
@@ -212,6 +227,12 @@ def pretrain(
     its best earlier parameters (a NaN epoch never becomes the best). Seeds are split over
     the devices (`lfjax.sharding`); in a multi-process job every process calls this with the
     same arguments.
+
+    checkpoints: saves the whole train state (params, optimizer state, best params and NLL,
+    epochs done; seed-stacked host arrays), the epoch keys and the history after every epoch,
+    and continues from what it holds: epoch e's shuffles are fold_in(epoch keys, e), so a
+    resumed pretraining ends with the same flow, bit for bit, as one never stopped.
+    Raises FlowDivergedError when a seed's validation NLL is never finite.
     """
     config.validate()
     if num_epochs < 1 or num_seeds < 1:
@@ -231,6 +252,12 @@ def pretrain(
     state = jax.jit(jax.vmap(lambda k: init(config, flow, k, data)))(
         jax.random.split(init_keys, num_seeds)
     )
+    history, seconds_before = [], 0.0
+    if checkpoints is not None:
+        restored = _restore(checkpoints, state, epoch_keys, num_epochs)
+        if restored is not None:
+            state, history, seconds_before = restored
+            log(f"resuming the flow's pretraining after epoch {len(history)}/{num_epochs}")
     # Seeds split over the devices, the data copied once to each (one device: committed).
     trained_in_each_process = jax.process_count() > 1 and num_seeds % jax.device_count() != 0
     if trained_in_each_process:
@@ -246,10 +273,9 @@ def pretrain(
             log(note)
     state, data = sharding.shard_seeds(state, mesh), sharding.replicate(data, mesh)
     train_epoch = make_train(config, flow, num_train)
-    history = []
     start = time.perf_counter()
-    bar = _progress_bar(num_epochs) if progress else None
-    for epoch in range(num_epochs):
+    bar = _progress_bar(num_epochs, len(history)) if progress else None
+    for epoch in range(len(history), num_epochs):
         keys = jax.random.split(jax.random.fold_in(epoch_keys, epoch), num_seeds)
         keys = sharding.shard_seeds(keys, mesh)
         state, metrics = train_epoch(state, keys, data)
@@ -273,6 +299,11 @@ def pretrain(
                 f"warning: flow seed(s) {bad.tolist()} produced non-finite NLL in epoch {epoch + 1}; "
                 "their best earlier parameters are kept"
             )
+        if checkpoints is not None:
+            # Host copies, taken before the next epoch donates the state's buffers.
+            checkpoints.save(epoch + 1, _progress_tree(sharding.to_host(state), epoch_keys),
+                             {"history": history,
+                              "seconds": seconds_before + time.perf_counter() - start})
     if bar is not None:
         bar.close()
     state = sharding.to_host(state)
@@ -280,20 +311,65 @@ def pretrain(
         # Identical on identical hardware; elsewhere rounding may differ, and every process
         # must decode with the flow that process 0 saves.
         state = processes.broadcast_from_leader(state)
+    _check_finite(history, np.asarray(state.best_val_nll))
     return PretrainOutput(
         flow=flow,
         best_params=jax.tree_util.tree_map(jnp.asarray, state.best_params),
         history=history,
         best_epoch=np.asarray(state.best_epoch) + 1,
         best_val_nll=np.asarray(state.best_val_nll),
-        seconds=time.perf_counter() - start,
+        seconds=seconds_before + time.perf_counter() - start,
     )
 
 
-def _progress_bar(num_epochs: int):
+def _progress_tree(state: FlowTrainState, epoch_keys: jax.Array) -> dict:
+    """What a pretraining checkpoint holds: the state (as a dict: orbax stores plain
+    containers) and the keys every later epoch's shuffles come from."""
+    return {"state": state._asdict(), "epoch_keys": np.asarray(epoch_keys)}
+
+
+def _restore(checkpoints: ProgressCheckpoints, fresh: FlowTrainState, epoch_keys: jax.Array,
+             num_epochs: int) -> tuple[FlowTrainState, list[dict], float] | None:
+    """(state [N] as host arrays, history, seconds) of the last checkpoint, or None."""
+    like = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _progress_tree(fresh, epoch_keys)
+    )
+    restored = checkpoints.restore(like)
+    if restored is None:
+        return None
+    tree, record = restored
+    state, history = FlowTrainState(**tree["state"]), list(record["history"])
+    epochs = np.asarray(state.epoch)
+    if not np.array_equal(np.asarray(tree["epoch_keys"]), np.asarray(epoch_keys)) or (
+        epochs != len(history)
+    ).any() or len(history) > num_epochs:
+        raise ValueError(
+            f"the pretraining checkpoint (epoch {epochs.tolist()}, {len(history)} epochs of "
+            f"history) does not continue this pretraining of {num_epochs} epochs (other keys "
+            "or more epochs); delete it to start over"
+        )
+    return state, history, float(record.get("seconds", 0.0))
+
+
+def _check_finite(history: list[dict], best_val_nll: np.ndarray) -> None:
+    """FlowDivergedError when a seed never reached a finite validation NLL: its "best"
+    parameters are its initial ones, no flow at all."""
+    never = np.flatnonzero(~np.isfinite(best_val_nll))
+    if never.size:
+        last = history[-1]
+        raise FlowDivergedError(
+            f"flow seed(s) {never.tolist()} never reached a finite validation NLL in "
+            f"{len(history)} epoch(s) (last train NLL {_fmt(np.asarray(last['train_nll'])[never])}, "
+            f"validation NLL {_fmt(np.asarray(last['val_nll'])[never])}); nothing was saved. The "
+            "dataset was checked for non-finite values when it was loaded, so the training "
+            "itself diverged: try another --seed or a larger --flow_batch_size"
+        )
+
+
+def _progress_bar(num_epochs: int, initial: int = 0):
     from tqdm import tqdm  # the experiments extra; only needed when a bar is asked for
 
-    return tqdm(total=num_epochs, desc="flow", unit="epoch", file=sys.stdout)
+    return tqdm(total=num_epochs, initial=initial, desc="flow", unit="epoch", file=sys.stdout)
 
 
 def _fmt(values) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from lfjax.evaluation import evaluate, normalized_score
+from lfjax.evaluation import NonFiniteParametersError, evaluate, normalized_score
 
 
 class CountdownEnv(gymnasium.Env):
@@ -125,3 +125,20 @@ def test_part_of_a_run_gets_the_same_episodes_as_the_whole_run():
     np.testing.assert_array_equal(part, whole[rows])
     with pytest.raises(ValueError, match="seed_indices"):
         evaluate(noisy_act, agent[:2], flow[:2], stats, make_env, seed_indices=[0, 4], num_run_seeds=4)
+
+
+def test_a_seed_with_non_finite_parameters_is_never_rolled_out():
+    made = []
+
+    def make_env(i):
+        made.append(CountdownEnv(length=3))
+        return made[-1]
+
+    agent = jnp.array([0.5, jnp.nan, 1.0])
+    with pytest.raises(NonFiniteParametersError, match=r"seed index\(es\) \[1\]"):
+        evaluate(constant_act, agent, jnp.ones(3), (np.zeros(2), np.ones(2)), make_env, num_episodes=2)
+    flow = jnp.array([1.0, 1.0, jnp.inf])  # the flow a seed decodes through counts too
+    with pytest.raises(NonFiniteParametersError, match=r"\[7\]"):
+        evaluate(constant_act, jnp.ones(3), flow, (np.zeros(2), np.ones(2)), make_env, num_episodes=2,
+                 seed_indices=[5, 6, 7], num_run_seeds=8)
+    assert made == []  # refused before any env was made

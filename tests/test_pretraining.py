@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lfjax import pretraining
-from lfjax.checkpoints import CheckpointError, load_pretrained_flow, save_pretrained_flow
+from lfjax.checkpoints import CheckpointError, FlowProgress, load_pretrained_flow, save_pretrained_flow
 from lfjax.configs import FlowTrainConfig
-from lfjax.pretraining import pretrain
+from lfjax.pretraining import FlowDivergedError, pretrain
 
 SIGMA = 0.3
 
@@ -114,3 +114,77 @@ def test_load_refuses_mismatched_or_missing(tmp_path):
     (tmp_path / "flow" / "flow.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt"):
         load_pretrained_flow(tmp_path / "flow")
+
+
+class Interrupted(Exception):
+    pass
+
+
+class StopAfter:
+    """FlowProgress that stops the pretraining (an exception) once epoch ``n`` is committed."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n = inner, n
+
+    def restore(self, like):
+        return self.inner.restore(like)
+
+    def save(self, epoch, tree, record):
+        self.inner.save(epoch, tree, record)
+        if epoch == self.n:
+            raise Interrupted
+
+
+def assert_same_pretraining(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a.best_params), jax.tree_util.tree_leaves(b.best_params)):
+        np.testing.assert_array_equal(x, y)
+    assert a.history == b.history
+    np.testing.assert_array_equal(a.best_epoch, b.best_epoch)
+    np.testing.assert_array_equal(a.best_val_nll, b.best_val_nll)
+
+
+def test_a_stopped_pretraining_resumes_to_the_same_flow_bit_for_bit(tmp_path):
+    actions, states, _ = synthetic(jax.random.PRNGKey(7), 1500)
+    kwargs = dict(num_epochs=4, num_seeds=2, seed=7, progress=False, log=lambda _: None)
+    plain = pretrain(SMALL, actions, states, **kwargs)
+    # Checkpointing changes nothing, and keeps the last two epochs.
+    checkpointed = pretrain(SMALL, actions, states, **kwargs, checkpoints=FlowProgress(tmp_path / "a", {"x": 1}))
+    assert_same_pretraining(plain, checkpointed)
+    assert sorted(p.name for p in (tmp_path / "a" / "progress").iterdir()) == ["3", "4"]
+
+    with pytest.raises(Interrupted):
+        pretrain(SMALL, actions, states, **kwargs, checkpoints=StopAfter(FlowProgress(tmp_path / "b", {"x": 1}), 2))
+    messages = []
+    resumed = pretrain(SMALL, actions, states, **{**kwargs, "log": messages.append},
+                       checkpoints=FlowProgress(tmp_path / "b", {"x": 1}))
+    assert "resuming the flow's pretraining after epoch 2/4" in messages
+    assert sum("flow epoch" in m for m in messages) == 2  # epochs 3 and 4 only
+    assert_same_pretraining(plain, resumed)
+    # Another identity (other data or settings) is never restored.
+    assert FlowProgress(tmp_path / "b", {"x": 2}).restore(None) is None
+
+
+def test_a_flow_that_never_reaches_a_finite_validation_nll_is_an_error():
+    actions, states, _ = synthetic(jax.random.PRNGKey(8), 1000)
+    states = states.at[::7, 0].set(jnp.nan)
+    with pytest.raises(FlowDivergedError, match=r"seed\(s\) \[0\] never reached a finite validation NLL in 2"):
+        pretrain(SMALL, actions, states, num_epochs=2, progress=False, log=lambda _: None)
+
+
+def test_a_save_that_dies_while_replacing_a_flow_leaves_no_finished_flow(tmp_path, monkeypatch):
+    from lfjax.checkpoints import flows
+
+    actions, states, _ = synthetic(jax.random.PRNGKey(9), 1000)
+    out = pretrain(SMALL, actions, states, num_epochs=1, progress=False, log=lambda _: None)
+    save_pretrained_flow(tmp_path, out.flow, out.best_params, jnp.zeros(2), jnp.ones(2), {"made": "first"})
+    other = jax.tree_util.tree_map(lambda x: x + 1, out.best_params)
+
+    def die(path, obj):
+        raise Interrupted  # after params/ was replaced, before the new flow.json
+
+    monkeypatch.setattr(flows, "write_json", die)
+    with pytest.raises(Interrupted):
+        save_pretrained_flow(tmp_path, out.flow, other, jnp.zeros(2), jnp.ones(2), {"made": "second"})
+    # Not the first flow's record over the second flow's params: no finished flow at all.
+    with pytest.raises(CheckpointError, match="no pretrained flow"):
+        load_pretrained_flow(tmp_path)

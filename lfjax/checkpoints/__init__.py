@@ -1,12 +1,27 @@
-"""Everything lfjax keeps on disk between runs: pytrees and JSON (`trees`), pretrained flows
-(`flows`) and the checkpoints of an agent run (`runs`). Every restore compares the stored
+"""Everything lfjax keeps on disk between runs: pytrees and JSON (`trees`), pretrained flows and
+their pretraining checkpoints (`flows`), the checkpoints of an agent run (`runs`), and the lock
+that lets one process at a time write in a directory (`locks`). Every restore compares the stored
 structure, shapes and dtypes with what the caller expects before reading anything.
 """
 
-from lfjax.checkpoints.flows import PretrainedFlow, load_pretrained_flow, save_pretrained_flow
+from lfjax.checkpoints.flows import (
+    FlowProgress,
+    PartialFlowError,
+    PretrainedFlow,
+    load_pretrained_flow,
+    save_pretrained_flow,
+)
+from lfjax.checkpoints.locks import (
+    DirectoryBusyError,
+    check_free,
+    describe_holder,
+    hold_directory,
+    lock_holder,
+)
 from lfjax.checkpoints.runs import (
     CHECKPOINTS,
     restore_latest,
+    restore_run_record,
     restore_run_states,
     run_checkpoints,
     save_run_checkpoint,
@@ -25,12 +40,20 @@ from lfjax.checkpoints.trees import (
 __all__ = [
     "CHECKPOINTS",
     "CheckpointError",
+    "DirectoryBusyError",
+    "FlowProgress",
+    "PartialFlowError",
     "as_json",
+    "check_free",
+    "describe_holder",
+    "hold_directory",
+    "lock_holder",
     "PretrainedFlow",
     "load_pretrained_flow",
     "quiet_orbax",
     "read_json",
     "restore_latest",
+    "restore_run_record",
     "restore_run_states",
     "restore_tree",
     "run_checkpoints",

@@ -47,6 +47,17 @@ def restore_run_states(workdir: pathlib.Path, step: int, like: Any) -> Any:
     return restore_tree(step_dir(workdir, step) / "state", like)
 
 
+def restore_run_record(manager: ocp.CheckpointManager, workdir: pathlib.Path, step: int) -> dict:
+    """Step ``step``'s progress record (curve so far, failed seeds, baselines);
+    CheckpointError when it is unreadable."""
+    try:
+        return manager.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))["progress"]
+    except Exception as e:
+        raise CheckpointError(
+            f"checkpoint {step_dir(workdir, step)} has no readable progress record ({e})"
+        ) from e
+
+
 def restore_latest(manager: ocp.CheckpointManager, workdir: pathlib.Path,
                    like: Any) -> tuple[int, Any, dict] | None:
     """(step, states, progress record) of the latest committed step, or None when there is none.
@@ -55,12 +66,4 @@ def restore_latest(manager: ocp.CheckpointManager, workdir: pathlib.Path,
     if step is None:
         return None
     states = restore_run_states(workdir, step, like)  # refuses mismatched shapes/structure
-    try:
-        progress_record = manager.restore(
-            step, args=ocp.args.Composite(progress=ocp.args.JsonRestore())
-        )["progress"]
-    except Exception as e:
-        raise CheckpointError(
-            f"checkpoint {step_dir(workdir, step)} has no readable progress record ({e})"
-        ) from e
-    return step, states, progress_record
+    return step, states, restore_run_record(manager, workdir, step)

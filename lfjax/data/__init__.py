@@ -1,6 +1,7 @@
 """Datasets: the environment registry, transitions, and loading Minari datasets into device
 memory. (Making datasets — maze2d by D4RL's recipe, locomotion stand-ins, D4RL's hdf5 files —
-is `lfjax.datagen`.)
+is `lfjax.datagen`.) Every load is checked first (`lfjax.data.validation`): non-finite values,
+actions outside the action space and empty episodes are an InvalidDatasetError.
 
     spec = get_env_spec("maze2d-umaze")           # registry entry, spec.make_eval_env(seed)
     data = load_dataset("maze2d-umaze")           # data.transitions, data.state_stats, ...
@@ -27,6 +28,7 @@ from lfjax.data.minari_io import (
     datasets_root,
 )
 from lfjax.data.registry import REGISTRY, EnvSpec, UnknownEnvError, env_names, get_env_spec
+from lfjax.data.validation import InvalidDatasetError
 from lfjax.data.transitions import (
     STD_FLOOR,
     StateStats,
@@ -44,6 +46,7 @@ __all__ = [
     "DatasetPathError",
     "DatasetMismatchError",
     "EnvSpec",
+    "InvalidDatasetError",
     "LoadedDataset",
     "MissingDatasetError",
     "OutdatedDatasetError",

@@ -38,6 +38,7 @@ from lfjax.data.minari_io import (
 )
 from lfjax.data.registry import MAZE2D_DATASET_VERSION, EnvSpec, get_env_spec
 from lfjax.data.transitions import StateStats, Transitions, compute_state_stats
+from lfjax.data.validation import check_episodes
 from lfjax.evaluation import normalized_score
 
 # What changed in each maze2d recipe since the version named (for the outdated-data messages).
@@ -113,7 +114,9 @@ def load_dataset(env_name: str, minari_id: str | None = None) -> LoadedDataset:
     shapes fit the env).
 
     Raises UnknownEnvError, MissingDatasetError (the message says how to create or obtain
-    the dataset, and where Minari looks), CorruptDatasetError, DatasetMismatchError.
+    the dataset, and where Minari looks), CorruptDatasetError, DatasetMismatchError, and
+    InvalidDatasetError for data no training should see (non-finite values, actions outside
+    the action space, empty episodes: `lfjax.data.validation`), whatever its source.
     """
     spec = get_env_spec(env_name)
     if minari_id is not None:
@@ -151,16 +154,9 @@ def load_dataset(env_name: str, minari_id: str | None = None) -> LoadedDataset:
         parts.append(arrays)
         metadatas.append(metadata)
         relabeled |= was_relabeled
+    # Every part was checked (lfjax.data.validation): widths, empty episodes, finite values,
+    # actions in the action space.
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-    for what, dim, expected in (
-        ("observation", arrays["observations"].shape[1], spec.obs_dim),
-        ("action", arrays["actions"].shape[1], spec.action_dim),
-    ):
-        if dim != expected:
-            raise DatasetMismatchError(
-                f"{' + '.join(ids)} has {what} size {dim} but {env_name} needs {expected}"
-            )
     transitions = Transitions.from_numpy(
         observations=arrays["observations"],
         actions=arrays["actions"],
@@ -209,7 +205,9 @@ def _read_one(
     foreign_maze = spec.is_maze and ours is None
     key = "observation" if foreign_maze and _has_dict_observation(metadata) else None
     arrays, metadata = minari_io.read_episodes(minari_id, observation_key=key)
+    check_episodes(minari_id, arrays, spec, _fix(spec, minari_id, ours))
     arrays.pop("timeouts")
+    arrays.pop("episode_lengths")
     if foreign_maze:
         from lfjax.envs import maze2d
 
@@ -217,6 +215,19 @@ def _read_one(
         goal = maze2d.get_layout(spec.maze).goal
         arrays["rewards"] = maze2d.goal_reward(arrays["next_observations"][:, :2], goal)
     return arrays, metadata, foreign_maze
+
+
+def _fix(spec: EnvSpec, minari_id: str, ours: dict[str, Any] | None) -> str:
+    """What to do about a dataset that fails check_episodes, by where it came from."""
+    where = minari_io.dataset_dir(minari_id)
+    if ours is not None and ours.get("source") is not None:  # converted from D4RL's hdf5
+        return (f"the file it was converted from ({ours.get('source_file')}) is damaged or not "
+                f"D4RL's: convert an intact copy, {spec.convert_command} --overwrite")
+    if ours is not None:  # generated here: a bug, or a damaged disk
+        return (f"regenerate it ({spec.make_dataset_command} --overwrite) and report it if "
+                "that happens again")
+    return (f"the files at {where} are damaged or not Minari's {minari_id}: delete that "
+            f"directory and download it again (minari download {minari_id})")
 
 
 def _has_dict_observation(metadata: dict[str, Any]) -> bool:

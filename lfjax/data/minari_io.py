@@ -1,18 +1,27 @@
 """Reading and writing Minari datasets, with errors that say what to do.
 
 Minari keeps dataset <id> under $MINARI_DATASETS_PATH/<id>/data (default ~/.minari/datasets);
-lfjax never chooses another place.
+lfjax never chooses another place. A dataset is written whole into a hidden directory beside
+its place (Minari's listings skip hidden directories) and renamed into place only once
+complete, replacing an older one in one atomic exchange: a kill at any moment leaves the old
+dataset or the new one, never part of one (`write_episodes`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import errno
 import json
+import math
 import os
 import pathlib
 import shutil
+import socket
+import uuid
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium
 import numpy as np
@@ -129,8 +138,9 @@ def read_episodes(
     """All episodes of minari_id as flat host arrays, plus the dataset's metadata.
 
     Returns ({"observations" [N, S], "next_observations" [N, S], "actions" [N, A],
-    "rewards" [N], "terminals" [N] bool, "timeouts" [N] bool}, metadata), N the total steps:
-    each episode contributes its transitions (o[t], a[t], r[t], o[t+1]). Dict observations are
+    "rewards" [N], "terminals" [N] bool, "timeouts" [N] bool, "episode_lengths" [E] int},
+    metadata), N the total steps: each of the E episodes contributes its transitions
+    (o[t], a[t], r[t], o[t+1]), episode_lengths says how many. Dict observations are
     flattened as flatten_observations says, or, with observation_key, reduced to that entry.
     Raises MissingDatasetError / CorruptDatasetError / DatasetMismatchError.
     """
@@ -163,7 +173,9 @@ def read_episodes(
                 )
             parts["obs"].append(obs[:-1])
             parts["next_obs"].append(obs[1:])
-            parts["actions"].append(np.asarray(episode["actions"]).reshape(steps, -1))
+            actions = np.asarray(episode["actions"])
+            # Not reshape(steps, -1): an empty episode must reach the validation, not fail here.
+            parts["actions"].append(actions.reshape(steps, math.prod(actions.shape[1:])))
             parts["rewards"].append(np.asarray(episode["rewards"]).reshape(steps))
             parts["terminals"].append(np.asarray(episode["terminations"]).reshape(steps))
             parts["timeouts"].append(np.asarray(episode["truncations"]).reshape(steps))
@@ -184,6 +196,7 @@ def read_episodes(
         "rewards": np.concatenate(parts["rewards"]),
         "terminals": np.concatenate(parts["terminals"]).astype(bool),
         "timeouts": np.concatenate(parts["timeouts"]).astype(bool),
+        "episode_lengths": np.array([len(r) for r in parts["rewards"]], np.int64),
     }
     return arrays, metadata
 
@@ -261,15 +274,43 @@ def write_episodes(
     algorithm_name: str,
     code_permalink: str,
     extra_metadata: dict[str, Any],
+    overwrite: bool = False,
 ) -> pathlib.Path:
     """Writes episodes as Minari dataset minari_id, in the layout Minari's own DataCollector
     gives (so the reader is the one real datasets go through).
 
     env_id is both the collection and the evaluation env; ref_min_score / ref_max_score are
     stored as Minari's reference returns. extra_metadata is stored under the key "lfjax", with
-    "complete": True written last so a half-written dataset is recognizable.
-    Returns the dataset's directory.
+    "complete": True written last.
+
+    The dataset is written into a hidden staging directory beside its place and moved there
+    only when complete (`_commit`); with overwrite, an existing dataset is replaced by the new
+    one in one atomic exchange, else it raises DatasetExistsError (also when one appeared
+    while this one was written). A failure or a kill before the move leaves whatever was there
+    before. Returns the dataset's directory.
     """
+    target = dataset_dir(minari_id)
+    _remove_stale_staging(target)
+    # Hidden (Minari lists no hidden directory), beside the target (a rename, not a copy), and
+    # named by host and pid so that a later write can tell a dead writer's leftovers.
+    staging = target.parent / (
+        f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    )
+    try:
+        with _minari_datasets_path(staging):
+            _create(minari_id, episodes, env_id, ref_min_score, ref_max_score,
+                    num_episodes_average_score, description, algorithm_name, code_permalink,
+                    extra_metadata)
+        _commit(staging / minari_id, target, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # what failed, or the dataset replaced
+    return target
+
+
+def _create(minari_id, episodes, env_id, ref_min_score, ref_max_score,
+            num_episodes_average_score, description, algorithm_name, code_permalink,
+            extra_metadata) -> None:
+    """Minari's writer, into Minari's current data path (the staging directory)."""
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -286,26 +327,106 @@ def write_episodes(
         )
         for k, e in enumerate(episodes)
     ]
+    with warnings.catch_warnings():
+        # author_email is the one field Minari asks for that a generated dataset lacks.
+        warnings.filterwarnings("ignore", message=".*author_email.*")
+        minari.create_dataset_from_buffers(
+            dataset_id=minari_id,
+            buffer=buffers,
+            env=env_id,
+            eval_env=env_id,
+            algorithm_name=algorithm_name,
+            author="lfjax",
+            code_permalink=code_permalink,
+            ref_min_score=ref_min_score,
+            ref_max_score=ref_max_score,
+            num_episodes_average_score=num_episodes_average_score,
+            description=description,
+        )
+    dataset = minari.MinariDataset(dataset_dir(minari_id) / "data")
+    dataset.storage.update_metadata({"lfjax": {**extra_metadata, "complete": True}})
+
+
+@contextlib.contextmanager
+def _minari_datasets_path(root: pathlib.Path) -> Iterator[None]:
+    """Points Minari (which reads MINARI_DATASETS_PATH at each call) at root for the block."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
     try:
-        with warnings.catch_warnings():
-            # author_email is the one field Minari asks for that a generated dataset lacks.
-            warnings.filterwarnings("ignore", message=".*author_email.*")
-            minari.create_dataset_from_buffers(
-                dataset_id=minari_id,
-                buffer=buffers,
-                env=env_id,
-                eval_env=env_id,
-                algorithm_name=algorithm_name,
-                author="lfjax",
-                code_permalink=code_permalink,
-                ref_min_score=ref_min_score,
-                ref_max_score=ref_max_score,
-                num_episodes_average_score=num_episodes_average_score,
-                description=description,
-            )
-        dataset = minari.MinariDataset(dataset_dir(minari_id) / "data")
-        dataset.storage.update_metadata({"lfjax": {**extra_metadata, "complete": True}})
-    except BaseException:
-        delete_dataset(minari_id)  # Never leave a half-written dataset behind.
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def _commit(staged: pathlib.Path, target: pathlib.Path, overwrite: bool) -> None:
+    """Moves the complete dataset directory ``staged`` to ``target`` (same filesystem): a
+    rename when there is none, an atomic exchange with the old one under overwrite (the old
+    one is left at ``staged``, for the caller to remove). DatasetExistsError when target
+    exists and not overwrite."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _ensure_namespace(target)
+    exists = DatasetExistsError(
+        f"Minari dataset {target.relative_to(datasets_root())} already exists at {target}; "
+        "pass --overwrite to replace it."
+    )
+    if target.exists():
+        if not overwrite:
+            raise exists
+        _exchange(staged, target)
+        return
+    try:
+        os.rename(staged, target)
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):  # written meanwhile by another process
+            raise exists from None
         raise
-    return dataset_dir(minari_id)
+
+
+def _exchange(a: pathlib.Path, b: pathlib.Path) -> None:
+    """Swaps two directories atomically (Linux renameat2 RENAME_EXCHANGE). Where the kernel or
+    filesystem cannot, three renames: for a moment b is missing, but never half there."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+        error = ctypes.get_errno()
+        if error not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise OSError(error, os.strerror(error), str(b))
+    aside = a.with_name(a.name + ".old")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
+def _ensure_namespace(target: pathlib.Path) -> None:
+    """Minari's namespace record for target's namespace in the real data path, as Minari's
+    own writer makes it (the staging directory got its own copy)."""
+    from minari.namespace import create_namespace, list_local_namespaces
+
+    namespace = str(target.parent.relative_to(datasets_root()))
+    if namespace != "." and namespace not in list_local_namespaces():
+        create_namespace(namespace)
+
+
+def _remove_stale_staging(target: pathlib.Path) -> None:
+    """Removes staging directories of target left by killed processes of this host."""
+    host = socket.gethostname()
+    for stale in target.parent.glob(f".{target.name}.tmp-{host}-*"):
+        pid = stale.name[len(f".{target.name}.tmp-{host}-"):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -39,6 +39,8 @@ class EnvSpec:
             locomotion: D4RL's (measured on the v2 mujoco-py envs).
         d4rl_ref_min_score, d4rl_ref_max_score: D4RL's published numbers, for the record.
         obs_dim, action_dim: flat observation and action sizes.
+        action_bound: the evaluation env's action space is [-action_bound, action_bound]^A
+            (1 for every env of the paper; datasets are checked against it when loaded).
         eval_env_id: the gymnasium id make_eval_env builds.
         maze: "umaze" | "medium" | "large" for maze2d, else None.
         default_num_steps: size make_dataset generates by default: maze2d, D4RL's sizes;
@@ -62,6 +64,7 @@ class EnvSpec:
     eval_env_id: str
     maze: str | None = None
     default_num_steps: int | None = None
+    action_bound: float = 1.0
 
     def __post_init__(self):
         if self.kind not in KINDS:

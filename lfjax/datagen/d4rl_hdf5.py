@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lfjax.data import minari_io
+from lfjax.data import minari_io, validation
 from lfjax.data.minari_io import DatasetError, Episode
 from lfjax.data.registry import REGISTRY, EnvSpec, UnknownEnvError
 from lfjax.provenance import package_versions
@@ -31,9 +31,10 @@ REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 OPTIONAL_KEYS = ("next_observations",)
 
 # D4RL's locomotion actions come from tanh-squashed policies, so |a| <= 1 up to float rounding;
-# anything clearly beyond is another env's or a damaged file. The values are stored unchanged
-# (the flow clamps its input), so the tolerance only decides what we refuse.
-ACTION_TOLERANCE = 1e-4
+# anything beyond is another env's or a damaged file. The values are stored unchanged (the flow
+# clamps its input), so the tolerance only decides what we refuse: the loader's own
+# (lfjax.data.validation), so that nothing converted is refused when it is loaded.
+ACTION_TOLERANCE = validation.ACTION_TOLERANCE
 
 SOURCE = "converted from D4RL hdf5"
 # Bumped when the same file would convert to different episodes or metadata.
@@ -104,8 +105,6 @@ def convert_d4rl_hdf5(
         # No creation time (unlike generated datasets): the metadata is the dataset's identity
         # for flow reuse, and converting the same file again is the same data.
     }
-    if overwrite:
-        minari_io.delete_dataset(minari_id)
     minari_io.write_episodes(
         minari_id,
         episodes,
@@ -124,6 +123,7 @@ def convert_d4rl_hdf5(
             f"end of the stream are truncations. Reference returns are D4RL's."
         ),
         extra_metadata=settings,
+        overwrite=overwrite,  # the old dataset stays until the new one is complete
     )
     return minari_id
 

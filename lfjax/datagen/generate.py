@@ -33,7 +33,8 @@ def generate_dataset(
         controller; stand-ins: random and trained policy), stored as the dataset's
         ref_min_score / ref_max_score.
     overwrite: replace an existing dataset; without it an existing one raises
-        DatasetExistsError.
+        DatasetExistsError. The new dataset replaces the old one only once it is complete
+        (`lfjax.data.minari_io.write_episodes`): a kill while generating leaves the old one.
     train_steps: stand-ins only: env steps of the behaviour policy's training (default
         locomotion.DEFAULT_TRAIN_STEPS).
     """
@@ -46,22 +47,22 @@ def generate_dataset(
         raise ValueError(f"ref_episodes must be positive, got {ref_episodes}")
     if spec.is_maze and train_steps is not None:
         raise ValueError("train_steps applies to the locomotion stand-ins only")
-    if minari_io.dataset_dir(minari_id).exists():
-        if not overwrite:
-            raise minari_io.DatasetExistsError(
-                f"Minari dataset {minari_id} already exists at "
-                f"{minari_io.dataset_dir(minari_id)}; pass --overwrite to regenerate it."
-            )
-        minari_io.delete_dataset(minari_id)
+    if minari_io.dataset_dir(minari_id).exists() and not overwrite:
+        raise minari_io.DatasetExistsError(
+            f"Minari dataset {minari_id} already exists at "
+            f"{minari_io.dataset_dir(minari_id)}; pass --overwrite to regenerate it."
+        )
     if spec.is_maze:
-        _generate_maze(spec, minari_id, num_steps, seed, ref_episodes, progress)
+        _generate_maze(spec, minari_id, num_steps, seed, ref_episodes, progress, overwrite)
     else:
-        _generate_stand_in(spec, minari_id, num_steps, seed, ref_episodes, progress, train_steps)
+        _generate_stand_in(spec, minari_id, num_steps, seed, ref_episodes, progress, train_steps,
+                           overwrite)
     return minari_id
 
 
 def _generate_maze(
-    spec: EnvSpec, minari_id: str, num_steps: int, seed: int, ref_episodes: int, progress: bool
+    spec: EnvSpec, minari_id: str, num_steps: int, seed: int, ref_episodes: int, progress: bool,
+    overwrite: bool,
 ) -> None:
     # Deferred: gymnasium-robotics is only needed to generate and evaluate maze2d.
     from lfjax.datagen import maze2d
@@ -129,6 +130,7 @@ def _generate_maze(
             f"sparse reward relabeled to goal cell {layout.goal_cell}; no terminals."
         ),
         extra_metadata=settings,
+        overwrite=overwrite,
     )
 
 
@@ -146,6 +148,7 @@ def _generate_stand_in(
     ref_episodes: int,
     progress: bool,
     train_steps: int | None,
+    overwrite: bool,
 ) -> None:
     from lfjax.datagen import locomotion
 
@@ -238,6 +241,7 @@ def _generate_stand_in(
             f"policy on the same env, {ref_episodes} episodes each."
         ),
         extra_metadata=settings,
+        overwrite=overwrite,
     )
 
 

@@ -3,20 +3,25 @@ every seed, or every configuration of a hyperparameter grid times every seed
 (`RunConfig.sweep`) — trained in chunks of ``eval_every`` updates (one jitted call each,
 `lfjax.agent.make_train`), with an evaluation in the real environment and an orbax checkpoint
 between chunks, so that a killed run resumes where it stopped. A member that goes non-finite
-is rolled back to its last good state, reported and frozen; the others go on.
+is rolled back to its last good state, reported and frozen as failed; the others go on. A
+failed member never contributes a score: from its failure on, its scores are None and every
+mean and std is over the members still going; when every member has failed the stage stops
+with status "failed".
 
 Member m trains grid configuration m // num_seeds with seed index m % num_seeds: its init, its
 training randomness, its evaluation episodes and its policy noise are those of that seed in a
 run of that configuration alone, so a grid reproduces separate runs.
 
 The results dict it returns (and hands to ``report`` after every evaluation) holds
-- curve: per evaluation: updates, eval_seed, episodes per member, per-member scores, mean and
-  std over the members that did not fail, updates/s, the mean of every training metric, and
-  for a grid the same per configuration (configs);
-- members: per member: its overrides, seed, per-evaluation scores, final score, failure;
+- status: "running", "finished", or "failed" when every member failed;
+- curve: per evaluation: updates, eval_seed, episodes per member, per-member scores (None for a
+  failed member), the failed seeds, mean and std over the members still going, updates/s, the
+  mean of every training metric, and for a grid the same per configuration (configs);
+- members: per member: its overrides, seed, per-evaluation scores, final score, failure and
+  the updates within which it failed;
 - summary: per configuration, mean ± std over its seeds at the last evaluation, best first;
-- final (scores, mean, std, failed seeds/members) and the baselines (random = 0 and behaviour
-  cloning through the same flow, for latent AWAC).
+- final (scores, mean, std, failed seeds/members and where each failed) and the baselines
+  (random = 0 and behaviour cloning through the same flow, for latent AWAC).
 The last evaluation uses final_eval_episodes.
 """
 
@@ -33,6 +38,7 @@ import numpy as np
 from lfjax import agent, data, evaluation, sharding
 from lfjax.checkpoints import (
     PretrainedFlow,
+    hold_directory,
     restore_latest,
     restore_run_states,
     run_checkpoints,
@@ -130,7 +136,15 @@ def train_agent(
     """Trains every member at once, evaluating and checkpointing (in <workdir>/checkpoints)
     between chunks; ``resume`` continues from the latest checkpoint. Returns the results dict
     (module docstring), ``results_base`` merged in; ``report`` gets it after every evaluation
-    (to write it out) and once more at the end."""
+    (to write it out) and once more at the end. Holds workdir's lock throughout
+    (DirectoryBusyError when another process writes there)."""
+    with hold_directory(workdir):
+        return _train_agent(config, loaded, pretrained, workdir, resume, progress, log,
+                            results_base, report)
+
+
+def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, results_base, report):
+    """train_agent's body, run while it holds the workdir's lock (same arguments)."""
     flow = pretrained.flow
     members = Members.of(config)
     num_members = config.num_members
@@ -178,9 +192,12 @@ def train_agent(
     if restored is not None:
         updates, states, record = restored  # placed like the fresh states
         curve, failed, baselines = record["curve"], np.array(record["failed"]), record["baselines"]
+        # Older checkpoints did not record where a member failed.
+        failed_within = record.get("failed_within", [None] * num_members)
         log(f"resuming from the checkpoint at {updates} updates")
     else:
         updates, curve, failed = 0, [], np.zeros(num_members, bool)
+        failed_within = [None] * num_members
         baselines = {"random policy": 0.0}
         if config.uses_flow:
             # Behaviour cloning through the same flow: decode z ~ Uniform(-1, 1)^L, the flow's
@@ -195,15 +212,15 @@ def train_agent(
     def results(done: bool) -> dict[str, Any]:
         return {
             **(results_base or {}),
-            "status": "finished" if done else "running",
+            "status": "failed" if failed.all() else "finished" if done else "running",
             "updates": updates,
-            **_summaries(config, members, curve, failed),
+            **_summaries(config, members, curve, failed, failed_within),
             "baselines": baselines,
             "curve": curve,
         }
 
     bar = _progress_bar(config.num_updates, updates) if progress else None
-    while updates < config.num_updates:
+    while updates < config.num_updates and not failed.all():
         n = min(config.eval_every, config.num_updates - updates)
         start = time.perf_counter()
         new_states, metrics = train_chunk(states, frozen, dataset, n)
@@ -213,19 +230,25 @@ def train_agent(
         newly_failed = ~finite & ~failed
         for i in np.flatnonzero(newly_failed):
             log(f"{members.name(i)}: non-finite loss or parameters within updates "
-                f"{updates}-{updates + n}; keeping its last good state (from update {updates}) "
-                f"and stopping it; the other {'members' if members.num_configs > 1 else 'seeds'} go on")
+                f"{updates}-{updates + n}; it has failed and is stopped (no score from it from "
+                f"now on); the other {'members' if members.num_configs > 1 else 'seeds'} go on")
+            failed_within[i] = [updates, updates + n]
         failed |= newly_failed
+        # A failed member keeps its last good state: nothing non-finite is saved or rolled out.
         states = where_seeds(~failed, new_states, states)
         updates += n
         # The last evaluation gives the final score: more episodes (final_eval_episodes).
         episodes = config.final_eval_episodes if updates >= config.num_updates else config.eval_episodes
-        scores = evaluate(states.actor_params, updates, episodes)
+        if failed.all():
+            scores = np.full(num_members, np.nan)  # nothing left to evaluate
+        else:
+            scores = evaluate(states.actor_params, updates, episodes)
         curve.append({
             "updates": updates,
             "eval_seed": eval_seed(config, updates),  # experiments.evaluate --eval_seed redoes it
             "episodes": episodes,
-            "scores": scores.tolist(),
+            "scores": [None if bad else float(v) for v, bad in zip(scores, failed)],
+            "failed_seeds": members.seeds[failed].tolist(),
             **_mean_std(scores, ~failed),
             "updates_per_second": n / seconds,
             **_metric_means(metrics, ~failed),
@@ -235,13 +258,16 @@ def train_agent(
                 for c in range(members.num_configs)
             ]} if members.num_configs > 1 else {}),
         })
-        save_run_checkpoint(manager, updates, states,
-                            {"curve": curve, "failed": failed.tolist(), "baselines": baselines})
+        save_run_checkpoint(manager, updates, states, {
+            "curve": curve, "failed": failed.tolist(), "failed_within": failed_within,
+            "baselines": baselines,
+        })
         report(results(done=updates >= config.num_updates))
         if bar is not None:
             bar.update(n)
-            bar.set_postfix(score=f"{curve[-1]['mean']:.1f}±{curve[-1]['std']:.1f}",
-                            **{"upd/s": f"{n / seconds:.0f}"})
+            if curve[-1]["mean"] is not None:
+                bar.set_postfix(score=f"{curve[-1]['mean']:.1f}±{curve[-1]['std']:.1f}",
+                                **{"upd/s": f"{n / seconds:.0f}"})
     if bar is not None:
         bar.close()
     for env in batched_envs.values():
@@ -252,30 +278,32 @@ def train_agent(
     return final
 
 
-def _mean_std(scores: np.ndarray, ok: np.ndarray) -> dict[str, float]:
-    """Mean and std of the scores of the members in ok (NaN when there are none)."""
-    good = scores[ok]
+def _mean_std(scores: Any, ok: np.ndarray) -> dict[str, float | None]:
+    """Mean and std of the scores [M] of the members in ok (None when there are none)."""
+    good = np.asarray([np.nan if v is None else v for v in scores], float)[ok]
     if not good.size:
-        return {"mean": float("nan"), "std": float("nan")}
+        return {"mean": None, "std": None}
     return {"mean": float(good.mean()), "std": float(good.std())}
 
 
-def _metric_means(metrics: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, float]:
+def _metric_means(metrics: dict[str, np.ndarray], ok: np.ndarray) -> dict[str, float | None]:
     """Each training metric's mean over a chunk's updates and the members in ok."""
-    return {k: float(np.mean(np.asarray(v)[ok])) if ok.any() else float("nan")
+    return {k: float(np.mean(np.asarray(v)[ok])) if ok.any() else None
             for k, v in metrics.items() if k != "finite"}
 
 
-def _summaries(config: RunConfig, members: Members, curve: list[dict], failed: np.ndarray) -> dict:
+def _summaries(config: RunConfig, members: Members, curve: list[dict], failed: np.ndarray,
+               failed_within: list) -> dict:
     """final, members and summary (module docstring) from the curve so far."""
-    final = np.array(curve[-1]["scores"]) if curve else np.full(config.num_members, np.nan)
+    final = curve[-1]["scores"] if curve else [None] * config.num_members
     per_member = [
         {
             "config": members.overrides[members.config_index[m]],
             "seed": int(members.seeds[m]),
             "scores": [point["scores"][m] for point in curve],
-            "final": float(final[m]),
+            "final": final[m],
             "failed": bool(failed[m]),
+            "failed_within_updates": failed_within[m],
         }
         for m in range(config.num_members)
     ]
@@ -285,18 +313,18 @@ def _summaries(config: RunConfig, members: Members, curve: list[dict], failed: n
         summary.append({
             "config": overrides,
             **_mean_std(final, mine & ~failed),
-            "scores": final[mine].tolist(),
+            "scores": [final[m] for m in np.flatnonzero(mine)],
             "failed_seeds": members.seeds[mine & failed].tolist(),
         })
-    ranked = sorted(summary, key=lambda s: -np.nan_to_num(s["mean"], nan=-np.inf))
-    good = final[~failed] if (~failed).any() else final
+    ranked = sorted(summary, key=lambda s: -np.inf if s["mean"] is None else -s["mean"])
     return {
         "final": {
-            "scores": final.tolist(),
-            "mean": float(np.mean(good)),
-            "std": float(np.std(good)),
+            "scores": list(final),
+            **_mean_std(final, ~failed),
             "failed_seeds": members.seeds[failed].tolist(),
             "failed_members": np.flatnonzero(failed).tolist(),
+            "failures": [{"seed": int(members.seeds[m]), "within_updates": failed_within[m]}
+                         for m in np.flatnonzero(failed)],
         },
         "members": per_member,
         "summary": ranked,
@@ -331,20 +359,26 @@ def evaluate_agents(
     num_episodes: int,
     seed: int = 0,
     deterministic: bool = False,
+    member_indices: Any = None,
 ) -> np.ndarray:
-    """Undiscounted returns [M, num_episodes] of every member's actor (params [M, ...])
-    acting through the frozen flow in spec's evaluation env, as the run's own evaluations do
-    (with ``seed`` an evaluation's eval_seed, the same episodes). deterministic acts with
-    tanh(mean) instead of a sample."""
+    """Undiscounted returns [n, num_episodes] of the actors of the members ``member_indices``
+    (default: all M; actor params [M, ...]) acting through the frozen flow in spec's
+    evaluation env, as the run's own evaluations do (with ``seed`` an evaluation's eval_seed,
+    the same episodes and noise for each member's seed). deterministic acts with tanh(mean)
+    instead of a sample. Leave failed members out: a member with non-finite parameters raises
+    NonFiniteParametersError."""
     act = agent.make_act(config.agent, pretrained.flow, deterministic=deterministic)
     stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
     members = Members.of(config)
-    batched_env = make_batched_env(spec, config.num_members * num_episodes)
+    indices = (np.arange(config.num_members) if member_indices is None
+               else np.asarray(member_indices, int))
+    take = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x)[indices], tree)
+    batched_env = make_batched_env(spec, len(indices) * num_episodes)
     try:
         return evaluation.evaluate(
-            act, jax.device_put(actor_params), frozen_flows(pretrained, config), stats,
+            act, take(actor_params), take(frozen_flows(pretrained, config)), stats,
             lambda i: spec.make_eval_env(), num_episodes=num_episodes, seed=seed,
-            seed_indices=members.seed_index, num_run_seeds=config.num_seeds,
+            seed_indices=members.seed_index[indices], num_run_seeds=config.num_seeds,
             batched_env=batched_env,
         )
     finally:

@@ -27,7 +27,10 @@ def prepare_dataset(env: str, *, generate_if_missing: bool, log: Log = print) ->
         f"(same as `{spec.generated_by}`)")
     if note := data.outdated_note(spec):
         log(note)
-    datagen.generate_dataset(env)
+    try:
+        datagen.generate_dataset(env)
+    except data.DatasetExistsError:  # another process generated it meanwhile: the same data
+        log(f"dataset for {env} was generated meanwhile by another process; loading that one")
     return data.load_dataset(env)
 
 

@@ -1,7 +1,13 @@
 """The flow stage: the pretrained flow of a run, reused from its directory when it was made
 from the same dataset with the same settings and seed, else pretrained and saved there. The
-baselines that act in action space (``--algo=awac``, ``bc``) get the identity decoder instead
-(`no_flow`)."""
+pretraining checkpoints every epoch (<flow_dir>/progress, `lfjax.checkpoints.FlowProgress`), so
+a killed one resumes. The baselines that act in action space (``--algo=awac``, ``bc``) get the
+identity decoder instead (`no_flow`).
+
+Readers of a flow directory share its lock and a writer holds it alone
+(`lfjax.checkpoints.locks`): no run reads a flow that another is replacing, and two processes
+never pretrain into one directory.
+"""
 
 import dataclasses
 import pathlib
@@ -11,8 +17,11 @@ from lfjax import data, pretraining, processes
 from lfjax.agent import IdentityDecoder
 from lfjax.checkpoints import (
     CheckpointError,
+    FlowProgress,
+    PartialFlowError,
     PretrainedFlow,
     as_json,
+    hold_directory,
     load_pretrained_flow,
     save_pretrained_flow,
 )
@@ -27,13 +36,20 @@ def load_or_pretrain(
     loaded: data.LoadedDataset,
     flow_dir: pathlib.Path,
     *,
+    resume: bool = False,
     progress: bool = False,
     log: Log = print,
 ) -> PretrainedFlow:
     """Reuses the flow in ``flow_dir`` when it was made from the same dataset, flow config,
     epochs and seed; otherwise pretrains ``config.num_flows`` flows (one per seed, or one
     shared) on the dataset's actions and normalized states and saves them there with the
-    state statistics. Returns the flow, params with a leading seed axis [num_flows, ...]."""
+    state statistics. Returns the flow, params with a leading seed axis [num_flows, ...].
+
+    resume: continue an unfinished pretraining of this flow from its last epoch; without it,
+    finding one raises PartialFlowError. Raises DirectoryBusyError when another process
+    writes in flow_dir, and pretraining.FlowDivergedError (nothing saved) when a flow never
+    reaches a finite validation NLL.
+    """
     num_epochs = config.flow.num_epochs or loaded.spec.flow_epochs
     wanted = {
         "dataset": dataset_identity(loaded),
@@ -41,29 +57,66 @@ def load_or_pretrain(
         "num_epochs": num_epochs,
         "seed": config.seed,
     }
-    reused = _reusable_flow(flow_dir, wanted, config.num_flows, log)
-    # Across processes all must take the same branch (each reads flow_dir for itself), and
-    # none may read it while process 0 writes a new flow there.
+    with hold_directory(flow_dir, shared=True):
+        reused = _agreed_flow(flow_dir, wanted, config.num_flows, log)
+    if reused is not None:
+        return reused
+    with hold_directory(flow_dir):
+        # Again, alone now: another process may have saved this very flow in between.
+        reused = _agreed_flow(flow_dir, wanted, config.num_flows, log, say_why=False)
+        if reused is not None:
+            return reused
+        return _pretrain_and_save(config, loaded, flow_dir, wanted, resume, progress, log)
+
+
+def _agreed_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, log: Log,
+                 say_why: bool = True) -> PretrainedFlow | None:
+    """_reusable_flow, the same branch in every process of the job."""
+    reused = _reusable_flow(flow_dir, wanted, num_flows, log if say_why else lambda _: None)
+    if reused is not None and not say_why:
+        log(f"reusing the pretrained flow in {flow_dir}, saved meanwhile by another process")
+    # Across processes all must take the same branch (each reads flow_dir for itself).
     processes.check_same(f"whether {flow_dir} holds a usable flow", bytes([reused is not None]),
                          "the processes must see the same --flow_dir")
     processes.barrier("lfjax-flow-checked")
-    if reused is not None:
-        return reused
+    return reused
 
+
+def _pretrain_and_save(config: RunConfig, loaded: data.LoadedDataset, flow_dir: pathlib.Path,
+                       wanted: dict, resume: bool, progress: bool, log: Log) -> PretrainedFlow:
+    """Pretrains (continuing a matching unfinished pretraining when ``resume``) and saves; the
+    caller holds flow_dir's lock."""
+    checkpoints = FlowProgress(flow_dir, {**wanted, "num_flows": config.num_flows})
+    latest = processes.together(checkpoints.latest, (CheckpointError,))
+    if latest is not None and not latest[1]:
+        log(f"discarding the unfinished pretraining in {checkpoints.directory} (epoch "
+            f"{latest[0]}, other data or settings)")
+        checkpoints.discard()
+    elif latest is not None and not resume:
+        raise PartialFlowError(
+            f"{flow_dir} holds an unfinished pretraining of this flow ({latest[0]} of "
+            f"{wanted['num_epochs']} epochs, in {checkpoints.directory}); pass --resume to "
+            f"continue it, or delete {checkpoints.directory} to start over"
+        )
     stats = loaded.state_stats
     states = data.normalize_states(loaded.transitions.observations, stats)
-    log(f"pretraining {config.num_flows} flow(s) on {loaded.minari_id}: {num_epochs} epochs, "
-        f"batch {config.flow.batch_size}, {config.flow.num_blocks} blocks")
-    out = pretraining.pretrain(
-        config.flow,
-        loaded.transitions.actions,
-        states,
-        num_epochs=num_epochs,
-        num_seeds=config.num_flows,
-        seed=config.seed,
-        progress=progress,
-        log=log,
-    )
+    log(f"pretraining {config.num_flows} flow(s) on {loaded.minari_id}: {wanted['num_epochs']} "
+        f"epochs, batch {config.flow.batch_size}, {config.flow.num_blocks} blocks")
+    try:
+        out = pretraining.pretrain(
+            config.flow,
+            loaded.transitions.actions,
+            states,
+            num_epochs=wanted["num_epochs"],
+            num_seeds=config.num_flows,
+            seed=config.seed,
+            progress=progress,
+            log=log,
+            checkpoints=checkpoints,
+        )
+    except pretraining.FlowDivergedError:
+        checkpoints.discard()  # resuming would only diverge again, identically
+        raise
     info = {
         **wanted,
         "history": out.history,
@@ -72,6 +125,7 @@ def load_or_pretrain(
         "seconds": out.seconds,
     }
     save_pretrained_flow(flow_dir, out.flow, out.best_params, stats.mean, stats.std, info)
+    checkpoints.discard()  # after flow.json: a kill in between resumes at the last epoch
     log(f"flow saved to {flow_dir}: best validation NLL {out.best_val_nll.round(4).tolist()} "
         f"at epochs {out.best_epoch.tolist()} ({out.seconds:.0f} s)")
     # What was just saved, without reading it back: the info goes through JSON as a reload would.

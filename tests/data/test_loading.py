@@ -7,6 +7,7 @@ import pytest
 
 from lfjax.data import (
     DatasetPathError,
+    InvalidDatasetError,
     STD_FLOOR,
     CorruptDatasetError,
     DatasetMismatchError,
@@ -239,3 +240,86 @@ def test_empty_minari_path_is_refused_with_the_fix(monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", " ")
     with pytest.raises(DatasetPathError, match="set but empty; unset it"):
         load_dataset("maze2d-umaze")
+
+
+def _edit_episodes(minari_id, root, edit):
+    """edit(h5py file) on Minari's data file of minari_id under root."""
+    import h5py
+
+    with h5py.File(root / minari_id / "data" / "main_data.hdf5", "r+") as f:
+        edit(f)
+
+
+def _nan(path, index):
+    def edit(f):
+        f[path][index] = np.nan
+    return edit
+
+
+def _set(path, index, value):
+    def edit(f):
+        f[path][index] = value
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edits, expected",
+    [
+        ([_nan("episode_2/observations", (17, 1))],
+         "1 step(s) have non-finite values in observations, the first at episode 2, step 17"),
+        # An episode's final observation is only the next observation of its last step.
+        ([_nan("episode_0/observations", (300, 0))],
+         "1 step(s) have non-finite values in next_observations, the first at episode 0, step 299"),
+        ([_set("episode_4/actions", (5, 0), np.inf), _set("episode_7/actions", (0, 1), np.nan)],
+         "2 step(s) have non-finite values in actions, the first at episode 4, step 5"),
+        ([_set("episode_1/rewards", 250, -np.inf)],
+         "1 step(s) have non-finite values in rewards, the first at episode 1, step 250"),
+        ([_set("episode_3/actions", (9, 1), -1.5), _set("episode_9/actions", (1, 0), 1.00001)],
+         "2 step(s) have values outside the action space [-1, 1] (by more than 1e-06) in actions, "
+         "the first at episode 3, step 9"),
+    ],
+)
+def test_bad_values_are_refused_at_load_naming_the_first(small_umaze, minari_root, empty_minari_root,
+                                                          edits, expected):
+    _copy_dataset(small_umaze, minari_root, empty_minari_root)
+    for edit in edits:
+        _edit_episodes(small_umaze, empty_minari_root, edit)
+    with pytest.raises(InvalidDatasetError) as info:
+        load_dataset("maze2d-umaze")
+    message = str(info.value)
+    assert message.startswith(f"{small_umaze}: ") and expected in message, message
+    assert "\n" not in message and "experiments.make_dataset --env=maze2d-umaze --overwrite" in message
+
+
+def test_an_action_at_the_bound_up_to_rounding_is_accepted(small_umaze, minari_root, empty_minari_root):
+    _copy_dataset(small_umaze, minari_root, empty_minari_root)
+    _edit_episodes(small_umaze, empty_minari_root, _set("episode_3/actions", (9, 1), np.float32(-1.0000005)))
+    assert load_dataset("maze2d-umaze").transitions.actions[3 * 300 + 9, 1] == np.float32(-1.0000005)
+
+
+def test_an_empty_episode_is_refused_at_load(small_umaze, minari_root, empty_minari_root):
+    _copy_dataset(small_umaze, minari_root, empty_minari_root)
+
+    def empty_episode_5(f):
+        episode = f["episode_5"]
+        for name in ("actions", "rewards", "terminations", "truncations", "observations", "infos/goal"):
+            keep = 1 if name in ("observations", "infos/goal") else 0  # T + 1 observations, T steps
+            data = episode[name][:keep]
+            del episode[name]
+            episode.create_dataset(name, data=data)
+
+    _edit_episodes(small_umaze, empty_minari_root, empty_episode_5)
+    with pytest.raises(InvalidDatasetError, match=r"1 episode\(s\) have no steps \(the first is episode 5 of 10\)"):
+        load_dataset("maze2d-umaze")
+
+
+@pytest.mark.filterwarnings("ignore:.*(eval_env|env_spec).*:UserWarning")
+def test_a_minari_dataset_with_bad_actions_is_refused_at_load(empty_minari_root):
+    stream = maze2d.collect_stream("umaze", 50, seed=2)
+    stream.actions[7, 1] = 3.0
+    _write_pointmaze_like("D4RL/pointmaze/umaze-v2", stream)
+    with pytest.raises(InvalidDatasetError) as info, pytest.warns(SubstituteDatasetWarning):
+        load_dataset("maze2d-umaze")
+    message = str(info.value)
+    assert message.startswith("D4RL/pointmaze/umaze-v2: 1 step(s) have values outside the action space")
+    assert "episode 0, step 7" in message and "minari download D4RL/pointmaze/umaze-v2" in message

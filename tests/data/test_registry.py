@@ -53,6 +53,8 @@ def test_eval_env_spaces_match_spec(name):
     env = spec.make_eval_env(seed=0)
     assert env.observation_space.shape == (spec.obs_dim,)
     assert env.action_space.shape == (spec.action_dim,)
+    np.testing.assert_array_equal(env.action_space.low, -spec.action_bound)
+    np.testing.assert_array_equal(env.action_space.high, spec.action_bound)
     assert env.spec.max_episode_steps == spec.max_episode_steps
     env.close()
 

@@ -14,6 +14,7 @@ from lfjax.data import (
     CorruptDatasetError,
     DatasetError,
     DatasetExistsError,
+    InvalidDatasetError,
     MissingDatasetError,
     UnknownEnvError,
     get_env_spec,
@@ -251,9 +252,31 @@ def test_validation_errors_name_the_file_the_key_and_the_fix(
 
 def test_actions_within_the_tolerance_are_accepted_unchanged(empty_minari_root, tmp_path):
     actions = ACTIONS.copy()
-    actions[0, 0] = np.float32(1.00001)
+    actions[0, 0] = np.float32(1.0000005)  # float32 rounding; the loader's tolerance is 1e-6
     convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "d.hdf5", actions=actions))
-    assert load_dataset("hopper-medium-replay").transitions.actions[0, 0] == np.float32(1.00001)
+    assert load_dataset("hopper-medium-replay").transitions.actions[0, 0] == np.float32(1.0000005)
+
+
+def test_actions_beyond_the_loaders_tolerance_are_refused_at_conversion(empty_minari_root, tmp_path):
+    # Accepted by the converter's old tolerance (1e-4), then refused by every load.
+    actions = ACTIONS.copy()
+    actions[4, 1] = np.float32(1.00001)
+    with pytest.raises(D4RLFileError, match=r"'actions' leave \[-1, 1\] \(\|a\| = 1.00001 at row 4\)"):
+        convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "d.hdf5", actions=actions))
+    assert not minari_io.dataset_dir(ID).exists()
+
+
+def test_a_converted_dataset_damaged_on_disk_is_refused_at_load(empty_minari_root, tmp_path):
+    import h5py
+
+    convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "d.hdf5"))
+    with h5py.File(minari_io.dataset_dir(ID) / "data" / "main_data.hdf5", "r+") as f:
+        f["episode_1/rewards"][2] = np.nan  # rows 3-5: row 5 is the episode's step 2
+    with pytest.raises(InvalidDatasetError) as info:
+        load_dataset("hopper-medium-replay")
+    message = str(info.value)
+    assert "1 step(s) have non-finite values in rewards, the first at episode 1, step 2" in message
+    assert "convert an intact copy" in message and "d.hdf5" in message
 
 
 def test_missing_or_unreadable_file(empty_minari_root, tmp_path):
@@ -301,3 +324,26 @@ def test_half_written_conversion_says_to_convert_again(empty_minari_root, tmp_pa
     assert "convert it again: python -m experiments.convert_d4rl --env=hopper-medium-replay" in (
         str(info.value)
     )
+
+
+def test_a_failure_before_the_rename_leaves_the_old_conversion_or_none(empty_minari_root, tmp_path, monkeypatch):
+    def fail(staged, target, overwrite):
+        raise OSError("disk full")
+
+    staged = lambda: [p for p in empty_minari_root.rglob(".*") if ".tmp-" in p.name]
+    with monkeypatch.context() as patch:
+        patch.setattr(minari_io, "_commit", fail)
+        with pytest.raises(OSError, match="disk full"):
+            convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "a.hdf5"))
+    assert not minari_io.dataset_dir(ID).exists() and staged() == []
+
+    convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "a.hdf5"))
+    with monkeypatch.context() as patch:
+        patch.setattr(minari_io, "_commit", fail)
+        with pytest.raises(OSError, match="disk full"):
+            convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "b.hdf5", with_next=False),
+                              overwrite=True)
+    assert minari_io.read_metadata(ID)["lfjax"]["source_file"] == "a.hdf5" and staged() == []
+    assert load_dataset("hopper-medium-replay").transitions.rewards.shape == (N,)  # whole
+    convert_d4rl_hdf5("hopper-medium-replay", write_d4rl(tmp_path / "b.hdf5", with_next=False), overwrite=True)
+    assert minari_io.read_metadata(ID)["lfjax"]["source_file"] == "b.hdf5"

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from lfjax.data import DatasetExistsError, minari_io
+from lfjax.data import DatasetExistsError, get_env_spec, load_dataset, minari_io
 from lfjax.datagen import generate_dataset, maze2d
 from lfjax.envs import maze2d as maze_env
 
@@ -99,3 +99,87 @@ def test_minari_recovers_our_evaluation_env(small_umaze):
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4,)
     env.close()
+
+
+class Failed(Exception):
+    pass
+
+
+def fail_before_the_rename(monkeypatch):
+    """Every dataset write fails after the whole dataset is written, before it is moved into
+    place."""
+
+    def fail(staged, target, overwrite):
+        assert (staged / "data" / "metadata.json").is_file()  # written whole
+        raise Failed
+
+    monkeypatch.setattr(minari_io, "_commit", fail)
+
+
+def nothing_staged(root):
+    return not [p for p in root.rglob(".*") if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("maze2d-umaze", dict(num_steps=400, ref_episodes=1)),
+    ("hopper-medium", dict(num_steps=300, ref_episodes=1, train_steps=300)),
+])
+@pytest.mark.filterwarnings("ignore::lfjax.data.SubstituteDatasetWarning")  # the stand-in
+def test_a_failure_before_the_rename_leaves_the_old_dataset_or_none(empty_minari_root, monkeypatch, name, kwargs):
+    spec = get_env_spec(name)
+    minari_id = spec.minari_ids[0] if spec.is_maze else spec.stand_in_id
+    with monkeypatch.context() as patch:
+        fail_before_the_rename(patch)
+        with pytest.raises(Failed):
+            generate_dataset(name, seed=0, progress=False, **kwargs)
+    assert not minari_io.dataset_dir(minari_id).exists() and nothing_staged(empty_minari_root)
+
+    generate_dataset(name, seed=0, progress=False, **kwargs)
+    before = minari_io.read_episodes(minari_id)[0]["actions"]
+    with monkeypatch.context() as patch:
+        fail_before_the_rename(patch)
+        with pytest.raises(Failed):
+            generate_dataset(name, seed=1, progress=False, overwrite=True, **kwargs)
+    np.testing.assert_array_equal(minari_io.read_episodes(minari_id)[0]["actions"], before)
+    assert nothing_staged(empty_minari_root)
+    load_dataset(name)  # the old one, whole
+
+
+# python -c KILL_BEFORE_RENAME <flags...>: generate_dataset killed with SIGKILL (no cleanup of
+# any kind) once Minari has written the whole dataset, before lfjax moves it into place.
+KILL_BEFORE_RENAME = """
+import os, signal, sys
+import minari
+from lfjax.datagen import generate_dataset
+
+create = minari.create_dataset_from_buffers
+
+def create_then_die(*args, **kwargs):
+    create(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+minari.create_dataset_from_buffers = create_then_die
+generate_dataset("maze2d-umaze", num_steps=400, ref_episodes=1, seed=int(sys.argv[1]),
+                 overwrite=sys.argv[2] == "overwrite", progress=False)
+"""
+
+
+def test_a_kill_while_a_dataset_is_written_leaves_the_old_one_or_none(empty_minari_root):
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(empty_minari_root), "JAX_PLATFORMS": "cpu"}
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    kill = lambda seed, mode: subprocess.run([sys.executable, "-c", KILL_BEFORE_RENAME, str(seed), mode],
+                                             env=env, cwd=repo, capture_output=True, text=True)
+    minari_id = "lfjax/maze2d-umaze-v1"
+    killed = kill(0, "new")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not minari_io.dataset_exists(minari_id)  # no half dataset under its name
+    generate_dataset("maze2d-umaze", num_steps=400, ref_episodes=1, seed=0, progress=False)
+    before = minari_io.read_episodes(minari_id)[0]["actions"]
+    killed = kill(1, "overwrite")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    np.testing.assert_array_equal(minari_io.read_episodes(minari_id)[0]["actions"], before)
+    assert minari_io.read_metadata(minari_id)["lfjax"]["seed"] == 0
+    # The killed writers' staging directories are hidden from Minari and removed by the next write.
+    assert not nothing_staged(empty_minari_root)
+    generate_dataset("maze2d-umaze", num_steps=400, ref_episodes=1, seed=2, progress=False, overwrite=True)
+    assert nothing_staged(empty_minari_root) and minari_io.read_metadata(minari_id)["lfjax"]["seed"] == 2

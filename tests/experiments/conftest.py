@@ -20,3 +20,30 @@ def minari_root(tmp_path_factory):
         else:
             os.environ["MINARI_DATASETS_PATH"] = previous
     return root
+
+
+# `python -c KILL_AFTER_EPOCH <epoch> <module> <flags...>` runs an entry point that kills itself
+# with SIGKILL (kill -9: no cleanup of any kind) right after the flow pretraining's checkpoint
+# of <epoch> is committed: a kill at a known point in the middle of the flow stage.
+KILL_AFTER_EPOCH = """
+import importlib, os, signal, sys
+from absl import app
+from lfjax.checkpoints import flows
+
+epoch_to_die, module, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+save = flows.FlowProgress.save
+
+
+def save_then_die(self, epoch, tree, record):
+    save(self, epoch, tree, record)
+    if epoch == epoch_to_die:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+flows.FlowProgress.save = save_then_die
+command = importlib.import_module(module)
+if hasattr(command, "define_flags"):
+    command.define_flags()
+sys.argv = [module, *args]
+app.run(lambda argv: sys.exit(command.main(argv)))
+"""

@@ -3,9 +3,14 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
+import jax
+import numpy as np
+
+from .conftest import KILL_AFTER_EPOCH
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FLOW = ["--env=maze2d-umaze", "--preset=quick", "--seed=1", "--flow_blocks=2", "--flow_epochs=2",
@@ -39,3 +44,38 @@ def test_missing_dataset_names_the_command(tmp_path):
     proc = cli("experiments.pretrain_flow", [*FLOW, f"--workdir={tmp_path}"], tmp_path / "empty")
     assert proc.returncode == 2 and "experiments.make_dataset --env=maze2d-umaze" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_killed_pretraining_resumes_to_the_same_flow_bit_for_bit(minari_root, tmp_path):
+    from lfjax.checkpoints import load_pretrained_flow
+
+    flags = [*[f for f in FLOW if not f.startswith("--flow_epochs")], "--flow_epochs=4", "--num_seeds=2"]
+    reference = cli("experiments.pretrain_flow", [*flags, f"--workdir={tmp_path / 'ref'}"], minari_root)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    workdir = tmp_path / "w"
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_EPOCH, "2", "experiments.pretrain_flow", *flags, f"--workdir={workdir}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    flow_dir = workdir / "flow"
+    assert sorted(p.name for p in (flow_dir / "progress").iterdir()) == ["1", "2"]
+    assert not (flow_dir / "flow.json").exists()  # unfinished: never taken for a flow
+
+    again = cli("experiments.pretrain_flow", [*flags, f"--workdir={workdir}"], minari_root)
+    assert again.returncode == 2 and "pass --resume" in again.stderr and "Traceback" not in again.stderr
+    resumed = cli("experiments.pretrain_flow", [*flags, f"--workdir={workdir}", "--resume"], minari_root)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the flow's pretraining after epoch 2/4" in resumed.stdout
+    assert "flow epoch 1/4" not in resumed.stdout and "flow epoch 3/4" in resumed.stdout
+    assert not (flow_dir / "progress").exists()
+
+    ours = json.loads((flow_dir / "flow.json").read_text())
+    theirs = json.loads((tmp_path / "ref" / "flow" / "flow.json").read_text())
+    for key in ("history", "best_epoch", "best_val_nll", "dataset", "flow_config"):
+        assert ours[key] == theirs[key], key
+    for a, b in zip(jax.tree_util.tree_leaves(load_pretrained_flow(flow_dir).params),
+                    jax.tree_util.tree_leaves(load_pretrained_flow(tmp_path / "ref" / "flow").params)):
+        np.testing.assert_array_equal(a, b)

@@ -1,5 +1,6 @@
-"""Damaged files and bad paths on the command line: detected, reported in one line, and nothing
-finished is lost. (A seed that goes non-finite: tests/stages/test_agent.py.)"""
+"""Damaged files, bad data and bad paths on the command line: detected, reported in one line,
+and nothing finished is lost. (A seed that goes non-finite: tests/stages/test_agent.py and
+tests/experiments/test_reporting.py; two processes on one workdir: tests/experiments/test_run.py.)"""
 
 import json
 import os
@@ -78,3 +79,31 @@ def test_workdir_inside_a_file_is_one_clear_line(minari_root, tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "is a file, not a directory; choose another --workdir" in proc.stderr
+
+
+def test_a_dataset_with_non_finite_values_stops_the_run_before_anything_trains(minari_root, tmp_path):
+    import h5py
+
+    root = tmp_path / "minari"
+    shutil.copytree(minari_root, root)
+    with h5py.File(root / "lfjax" / "maze2d-umaze-v1" / "data" / "main_data.hdf5", "r+") as f:
+        f["episode_3/actions"][12, 0] = float("nan")
+    workdir = tmp_path / "w"
+    proc = _cli([*TINY, f"--workdir={workdir}"], root)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: lfjax/maze2d-umaze-v1: 1 step(s) have non-finite values in "
+                                  "actions, the first at episode 3, step 12"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not workdir.exists() and "pretraining" not in proc.stdout
+
+
+def test_a_diverged_flow_is_one_line_and_exit_status_1(capsys):
+    from experiments import cli
+    from lfjax.pretraining import FlowDivergedError
+
+    def stages():
+        raise FlowDivergedError("flow seed(s) [0] never reached a finite validation NLL in 2 epoch(s)")
+
+    assert cli.run_stages(stages, after_lost_contact="") == 1
+    err = capsys.readouterr().err
+    assert err == "error: flow seed(s) [0] never reached a finite validation NLL in 2 epoch(s)\n"

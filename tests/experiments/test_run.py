@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from .conftest import KILL_AFTER_EPOCH
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = [
@@ -76,12 +77,82 @@ def test_killed_run_resumes_to_identical_results(finished, minari_root, tmp_path
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # The dead run's lock file is still there, naming it; its lock is not (the kernel dropped it).
+    assert json.loads((workdir / "lfjax.lock").read_text())["pid"] == proc.pid
+    # experiments.evaluate of what it left says that the run never finished.
+    stopped = evaluate([f"--workdir={workdir}", "--episodes=1"], minari_root)
+    assert stopped.returncode == 0 and "stopped at 100 of 300 updates without finishing" in stopped.stdout
     resumed = run([*TINY, f"--workdir={workdir}", "--resume"], minari_root)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     ours = json.loads((workdir / "results.json").read_text())
     theirs = json.loads((reference / "results.json").read_text())
     assert [p["scores"] for p in ours["curve"]] == [p["scores"] for p in theirs["curve"]]
     assert [p["critic_loss"] for p in ours["curve"]] == [p["critic_loss"] for p in theirs["curve"]]
+
+
+def files(directory):
+    """{path: (size, mtime)} of every file under directory."""
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in directory.rglob("*") if p.is_file()}
+
+
+def test_a_second_command_on_a_running_workdir_is_refused_naming_the_first(minari_root, tmp_path):
+    """Two terminals: a run, then (while it trains) a second run, pretrain_flow and evaluate on
+    its workdir. The writers are refused in one line naming it, with nothing written; evaluate
+    says it reads a run still training; the first run finishes untouched."""
+    workdir = tmp_path / "w"
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", *TINY, f"--workdir={workdir}"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while not (workdir / "results.json").exists() and first.poll() is None:
+            assert time.time() < deadline, "no first evaluation"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGSTOP)  # hold it mid-run, lock held, for as long as we need
+        before = files(workdir)
+        second = run([*TINY, f"--workdir={workdir}", "--resume"], minari_root)
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert f"in use by pid {first.pid} on host" in second.stderr and "experiments.run" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1 and "Traceback" not in second.stderr
+        flows = subprocess.run(
+            [sys.executable, "-m", "experiments.pretrain_flow", "--env=maze2d-umaze", "--flow_blocks=2",
+             "--flow_epochs=1", "--noprogress", f"--workdir={workdir}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert flows.returncode == 2 and f"pid {first.pid}" in flows.stderr, flows.stderr[-3000:]
+        assert files(workdir) == before  # neither wrote anything
+        evaluated = evaluate([f"--workdir={workdir}", "--episodes=1"], minari_root)
+        assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+        assert "is still training" in evaluated.stdout and f"pid {first.pid}" in evaluated.stdout
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(timeout=600) == 0, first.stderr.read()[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["status"] == "finished" and results["updates"] == 300
+    assert [p["updates"] for p in results["curve"]] == [100, 200, 300]
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["200", "300"]
+
+
+def test_a_run_killed_while_pretraining_its_flow_resumes_to_identical_results(finished, minari_root, tmp_path):
+    reference, _ = finished
+    workdir = tmp_path / "w"
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_EPOCH, "1", "experiments.run", *TINY, f"--workdir={workdir}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (workdir / "flow" / "progress" / "1").is_dir() and not (workdir / "flow" / "flow.json").exists()
+    resumed = run([*TINY, f"--workdir={workdir}", "--resume"], minari_root)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the flow's pretraining after epoch 1/2" in resumed.stdout
+    ours = json.loads((workdir / "results.json").read_text())
+    theirs = json.loads((reference / "results.json").read_text())
+    assert ours["flow"] == theirs["flow"]  # history, best epoch and NLL: the same flow
+    assert [p["scores"] for p in ours["curve"]] == [p["scores"] for p in theirs["curve"]]
 
 
 @pytest.mark.parametrize(

@@ -1,23 +1,17 @@
 """A small maze2d dataset and a tiny run configuration for the stage tests."""
 
 import dataclasses
-import os
 
 import pytest
 
 from lfjax import data
 from lfjax.configs import RunConfig, quick_preset
-from lfjax.datagen import generate_dataset
 
 
 @pytest.fixture(scope="package")
-def loaded(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari_rel")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    generate_dataset("maze2d-umaze", num_steps=3000, seed=1, ref_episodes=2, progress=False)
-    yield data.load_dataset("maze2d-umaze")
-    os.environ["MINARI_DATASETS_PATH"] = old
+def loaded(small_umaze):
+    """The session's small maze2d-umaze dataset (tests/conftest.py), loaded once."""
+    return data.load_dataset("maze2d-umaze")
 
 
 def tiny_config(**overrides) -> RunConfig:

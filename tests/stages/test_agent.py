@@ -1,9 +1,11 @@
 """The agent stage (lfjax.stages.agent) as a library call: a seed that goes non-finite is
-reported, rolled back to its last good state and frozen, and the others go on."""
+reported, rolled back to its last good state and frozen as failed, contributes no score from
+then on, and the others go on; when every seed fails the stage stops with status "failed"."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from lfjax import agent, stages
 from lfjax.checkpoints import restore_latest, run_checkpoints
@@ -11,12 +13,11 @@ from lfjax.checkpoints import restore_latest, run_checkpoints
 from .conftest import tiny_config
 
 
-def test_a_seed_that_goes_non_finite_is_reported_and_the_others_go_on(loaded, tmp_path, monkeypatch):
-    config = tiny_config()
-    pretrained = stages.flow.load_or_pretrain(config, loaded, tmp_path / "flow", log=lambda _: None)
+def poison(monkeypatch, seeds, chunk_number, good=None):
+    """Makes seeds (indices) go non-finite in the chunk_number-th training chunk; good, a dict,
+    gets seed 1's actor params after the first chunk."""
     real_make_train = agent.make_train
     calls = {"n": 0}
-    good_after_first = {}
 
     def poisoned_make_train(*args, **kwargs):
         train_chunk = real_make_train(*args, **kwargs)
@@ -24,17 +25,25 @@ def test_a_seed_that_goes_non_finite_is_reported_and_the_others_go_on(loaded, tm
         def chunk(states, flow_params, dataset, n):
             states, metrics = train_chunk(states, flow_params, dataset, n)
             calls["n"] += 1
-            if calls["n"] == 1:
-                good_after_first["actor"] = jax.tree_util.tree_map(lambda x: np.asarray(x[1]), states.actor_params)
-            if calls["n"] == 2:  # seed index 1 blows up in the second chunk
-                nan = lambda x: x.at[1].set(jnp.nan)
+            if calls["n"] == 1 and good is not None:
+                good["actor"] = jax.tree_util.tree_map(lambda x: np.asarray(x[1]), states.actor_params)
+            if calls["n"] == chunk_number:
+                nan = lambda x: x.at[jnp.array(seeds)].set(jnp.nan)
                 states = states.replace(actor_params=jax.tree_util.tree_map(nan, states.actor_params))
-                metrics = {**metrics, "finite": metrics["finite"].at[1].set(False)}
+                metrics = {**metrics, "finite": metrics["finite"].at[jnp.array(seeds)].set(False)}
             return states, metrics
 
         return chunk
 
     monkeypatch.setattr(stages.agent.agent, "make_train", poisoned_make_train)
+    return calls
+
+
+def test_a_seed_that_goes_non_finite_is_reported_and_the_others_go_on(loaded, tmp_path, monkeypatch):
+    config = tiny_config()
+    pretrained = stages.flow.load_or_pretrain(config, loaded, tmp_path / "flow", log=lambda _: None)
+    good_after_first = {}
+    poison(monkeypatch, [1], 2, good_after_first)  # seed index 1 blows up in the second chunk
     messages = []
     workdir = tmp_path / "run"
     workdir.mkdir()
@@ -43,8 +52,24 @@ def test_a_seed_that_goes_non_finite_is_reported_and_the_others_go_on(loaded, tm
         results_base={"config": {**config.to_dict(), "seeds": [0, 1, 2]}},
     )
     assert any("seed 1: non-finite" in m and "20-40" in m for m in messages), messages
-    assert results["final"]["failed_seeds"] == [1]
-    assert np.isfinite(results["final"]["mean"]) and np.isfinite(results["final"]["scores"]).all()
+    assert results["status"] == "finished"
+    final = results["final"]
+    assert final["failed_seeds"] == [1] and final["failures"] == [{"seed": 1, "within_updates": [20, 40]}]
+    # The failed seed has no score: not in the final scores, not in any mean from its failure on.
+    assert final["scores"][1] is None and np.isfinite([final["scores"][0], final["scores"][2]]).all()
+    assert final["mean"] == pytest.approx(np.mean([final["scores"][0], final["scores"][2]]))
+    curve = results["curve"]
+    assert curve[0]["scores"][1] is not None and curve[0]["failed_seeds"] == []
+    for point in curve[1:]:
+        assert point["scores"][1] is None and point["failed_seeds"] == [1]
+        assert point["mean"] == pytest.approx(np.mean([point["scores"][0], point["scores"][2]]))
+    # experiments.evaluate's rollout of the seeds that did not fail: theirs, with their own
+    # episodes and noise (the last evaluation's scores again), the failed seed left out.
+    step, saved = stages.agent.load_agents(config, pretrained, 4, workdir)
+    returns = stages.agent.evaluate_agents(config, loaded.spec, pretrained, saved.actor_params,
+                                           num_episodes=1, seed=curve[-1]["eval_seed"], member_indices=[0, 2])
+    assert step == 60 and returns.shape == (2, 1)
+    np.testing.assert_allclose(loaded.normalized_score(returns)[:, 0], [final["scores"][0], final["scores"][2]])
     # The last checkpoint holds seed 1's last good parameters and the other seeds' newest.
     manager = run_checkpoints(workdir)
     step, states, record = restore_latest(manager, workdir, jax.eval_shape(
@@ -53,3 +78,19 @@ def test_a_seed_that_goes_non_finite_is_reported_and_the_others_go_on(loaded, tm
     for kept, good in zip(jax.tree_util.tree_leaves(states.actor_params), jax.tree_util.tree_leaves(good_after_first["actor"])):
         np.testing.assert_array_equal(np.asarray(kept)[1], good)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(states))
+
+
+def test_when_every_seed_fails_the_stage_stops_and_reports_no_score(loaded, tmp_path, monkeypatch):
+    config = tiny_config()
+    pretrained = stages.flow.load_or_pretrain(config, loaded, tmp_path / "flow", log=lambda _: None)
+    calls = poison(monkeypatch, [0, 1, 2], 2)
+    reports = []
+    results = stages.agent.train_agent(
+        config, loaded, pretrained, tmp_path / "run", log=lambda _: None, report=reports.append,
+        results_base={"config": {**config.to_dict(), "seeds": [0, 1, 2]}},
+    )
+    assert calls["n"] == 2  # no training after the last seed failed
+    assert results["status"] == "failed" and results["updates"] == 40
+    assert results["final"]["scores"] == [None, None, None]
+    assert results["final"]["mean"] is None and results["final"]["std"] is None
+    assert results["curve"][-1]["mean"] is None and reports[-1]["status"] == "failed"
