@@ -96,6 +96,57 @@ def test_update_step_order_critic_then_actor_with_new_critics_then_target():
     assert int(new.step) == 1 and bool(metrics["finite"])
 
 
+def test_td_target_bootstraps_from_the_target_critics_at_the_next_state():
+    """y = r + gamma (1 - d) min(Q1', Q2')(s', decode(z', s')), by hand, with target critics
+    that differ from the online ones (a fresh state's are equal, so a target computed from the
+    online critics would pass), gamma = 0.99, and one non-terminal and one terminal transition."""
+    cfg = AWACConfig(batch_size=4, hidden_dims=(8, 8), log_std_min=-20.0, log_std_max=-20.0)
+    assert cfg.gamma == 0.99
+    flow = ScaleFlow(action_dim=2, latent_dim=2)
+    flow_params = {"scale": jnp.asarray(0.5)}
+    actor = TanhGaussianActor(2, (8, 8), -20.0, -20.0)
+    critic = TwinCritic((8, 8))
+    state = make_init(cfg, flow, obs_dim=3)(jax.random.PRNGKey(0))
+    leaves, treedef = jax.tree.flatten(state.critic_params)
+    keys = jax.random.split(jax.random.PRNGKey(7), len(leaves))
+    perturbed = jax.tree.unflatten(
+        treedef, [x + 0.5 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+    )
+    state = state.replace(target_critic_params=perturbed)
+    step = jax.jit(make_update_step(cfg, flow))
+
+    def policy(params, obs):  # decode(tanh(mean)) through the double: log_std is pinned at -20
+        return 0.5 * jnp.tanh(actor.apply(params, obs)[0])
+
+    obs, action, next_obs = jnp.array([[0.5, -1.0, 2.0]]), jnp.array([[0.9, -0.2]]), jnp.array([[1.0, 0.0, -1.0]])
+    s, a, s2 = (jnp.repeat(x, 4, axis=0) for x in (obs, action, next_obs))
+    q_data = critic.apply(state.critic_params, s, a)  # [2, B]: the online critics at (s, a)
+
+    def loss_for(y):
+        return float(jnp.sum(jnp.mean((q_data - y) ** 2, axis=1)))
+
+    for done in (0.0, 1.0):
+        ds = Transitions(obs, action, jnp.array([1.5]), next_obs, jnp.array([done]))
+        _, metrics = step(state, flow_params, ds, jax.random.PRNGKey(1))
+        next_q = critic.apply(perturbed, s2, policy(state.actor_params, s2))  # [2, B]
+        y = 1.5 + 0.99 * (1.0 - done) * jnp.min(next_q, axis=0)
+        np.testing.assert_allclose(metrics["critic_loss"], loss_for(y), rtol=1e-5)
+        # What a wrong target would give, each far from the right one: so the check above
+        # tells them apart.
+        online_q = critic.apply(state.critic_params, s2, policy(state.actor_params, s2))
+        wrong = {
+            "bootstraps through a terminal": 1.5 + 0.99 * jnp.min(next_q, axis=0),
+            "online critics": 1.5 + 0.99 * (1.0 - done) * jnp.min(online_q, axis=0),
+            "max of the critics": 1.5 + 0.99 * (1.0 - done) * jnp.max(next_q, axis=0),
+            "policy at s, not s'": 1.5 + 0.99 * (1.0 - done) * jnp.min(
+                critic.apply(perturbed, s2, policy(state.actor_params, s)), axis=0),
+        }
+        for name, wrong_y in wrong.items():
+            if (name == "bootstraps through a terminal") != (done == 1.0):
+                continue  # the same target as the right one for this transition
+            assert abs(loss_for(wrong_y) - loss_for(y)) > 1e-2 * loss_for(y), name
+
+
 def test_no_gradient_reaches_flow_params(scale_flow, small_dataset):
     state = make_init(SMALL, scale_flow, 3)(jax.random.PRNGKey(0))
     step = make_update_step(SMALL, scale_flow)
