@@ -91,11 +91,14 @@ def test_bad_config_is_refused():
 def test_save_and_load_round_trip(tmp_path):
     actions, states, _ = synthetic(jax.random.PRNGKey(5), 1000)
     out = pretrain(SMALL, actions, states, num_epochs=1, num_seeds=2, progress=False, log=lambda _: None)
-    mean, std = jnp.zeros(2), jnp.ones(2)
+    # Statistics no default could stand in for: evaluation normalizes with what comes back.
+    mean, std = jnp.array([1.5, -2.25]), jnp.array([0.3, 4.0])
     save_pretrained_flow(tmp_path / "flow", out.flow, out.best_params, mean, std, {"dataset": "synthetic"})
     loaded = load_pretrained_flow(tmp_path / "flow")
     assert loaded.flow == out.flow and loaded.num_seeds == 2
     assert loaded.info["dataset"] == "synthetic"
+    np.testing.assert_array_equal(loaded.state_mean, mean)
+    np.testing.assert_array_equal(loaded.state_std, std)
     for x, y in zip(jax.tree_util.tree_leaves(loaded.params), jax.tree_util.tree_leaves(out.best_params)):
         np.testing.assert_array_equal(x, y)
 
