@@ -1,5 +1,6 @@
 """The agent stage (lfjax.stages.agent) as a library call: a seed that goes non-finite is
-reported, rolled back to its last good state and frozen, and the others go on."""
+reported, rolled back to its last good state and frozen, and the others go on; the agents see
+states normalized with the statistics saved with the flow."""
 
 import dataclasses
 import os
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from lfjax import agent, data, stages
-from lfjax.checkpoints import restore_latest, run_checkpoints
+from lfjax.checkpoints import PretrainedFlow, restore_latest, run_checkpoints
 from lfjax.configs import RunConfig, quick_preset
 from lfjax.datagen import generate_dataset
 
@@ -31,8 +32,8 @@ def tiny_config(**overrides) -> RunConfig:
         config,
         flow=dataclasses.replace(config.flow, num_blocks=2, num_epochs=1, batch_size=256, hidden_dims=(32, 32)),
         agent=dataclasses.replace(config.agent, batch_size=32, hidden_dims=(32, 32)),
-        num_updates=60, eval_every=20, eval_episodes=1, final_eval_episodes=1, num_seeds=3,
-        **overrides,
+        **{"num_updates": 60, "eval_every": 20, "eval_episodes": 1, "final_eval_episodes": 1,
+           "num_seeds": 3, **overrides},
     )
 
 
@@ -78,3 +79,41 @@ def test_a_seed_that_goes_non_finite_is_reported_and_the_others_go_on(loaded, tm
     for kept, good in zip(jax.tree_util.tree_leaves(states.actor_params), jax.tree_util.tree_leaves(good_after_first["actor"])):
         np.testing.assert_array_equal(np.asarray(kept)[1], good)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(states))
+
+
+def test_agents_train_and_act_on_states_normalized_with_the_flows_statistics(loaded, tmp_path, monkeypatch):
+    """The statistics saved with the flow (here deliberately not the dataset's own) normalize
+    the observations and the next observations the agent trains on, and the observations it
+    acts on in evaluation."""
+    config = tiny_config(algo="awac", num_updates=20, eval_every=20, num_seeds=1)
+    decoder = agent.IdentityDecoder(loaded.spec.action_dim)
+    own = loaded.state_stats
+    mean, std = np.asarray(own.mean) + 1.0, 2.0 * np.asarray(own.std)
+    pretrained = PretrainedFlow(decoder, decoder.params(1), jnp.asarray(mean), jnp.asarray(std), {})
+    seen = {}
+    real_make_train, real_evaluate = agent.make_train, stages.agent.evaluation.evaluate
+
+    def recording_make_train(*args, **kwargs):
+        train_chunk = real_make_train(*args, **kwargs)
+
+        def chunk(states, flow_params, dataset, n):
+            seen["dataset"] = jax.tree_util.tree_map(np.asarray, dataset)
+            return train_chunk(states, flow_params, dataset, n)
+
+        return chunk
+
+    def recording_evaluate(*args, **kwargs):
+        seen["eval_stats"] = args[3]
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(stages.agent.agent, "make_train", recording_make_train)
+    monkeypatch.setattr(stages.agent.evaluation, "evaluate", recording_evaluate)
+    stages.agent.train_agent(config, loaded, pretrained, tmp_path, log=lambda _: None)
+
+    raw = loaded.transitions
+    np.testing.assert_allclose(seen["dataset"].observations, (np.asarray(raw.observations) - mean) / std,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(seen["dataset"].next_observations,
+                               (np.asarray(raw.next_observations) - mean) / std, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(seen["eval_stats"].mean, mean.astype(np.float32))
+    np.testing.assert_array_equal(seen["eval_stats"].std, std.astype(np.float32))
