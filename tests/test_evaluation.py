@@ -72,16 +72,42 @@ def test_observations_are_normalized_with_the_dataset_stats():
     np.testing.assert_allclose(returns, np.full((1, 2), 0.75))
 
 
-def test_truncation_by_time_limit_and_real_env():
-    def make_env(i):
-        return gymnasium.make("Pendulum-v1", max_episode_steps=7)
+class Recorder(gymnasium.Wrapper):
+    """Counts a real env's steps, adds up its rewards, and records how its episode ended."""
 
-    returns = evaluate(constant_act, jnp.array([0.0, 1.0]), jnp.array([1.0, 1.0]),
-                       (np.zeros(3), np.ones(3)), make_env, num_episodes=2, seed=3)
-    assert returns.shape == (2, 2) and np.all(np.isfinite(returns)) and np.all(returns < 0)
-    again = evaluate(constant_act, jnp.array([0.0, 1.0]), jnp.array([1.0, 1.0]),
-                     (np.zeros(3), np.ones(3)), make_env, num_episodes=2, seed=3)
-    np.testing.assert_array_equal(returns, again)  # env resets seeded: reproducible
+    def __init__(self, env):
+        super().__init__(env)
+        self.steps, self.total, self.ends = 0, 0.0, []
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        self.total += float(reward)
+        if terminated or truncated:
+            self.ends.append((self.steps, bool(terminated), bool(truncated)))
+        return obs, reward, terminated, truncated, info
+
+
+def test_an_episode_truncated_by_the_time_limit_ends_there():
+    """Pendulum never terminates: its TimeLimit of 7 steps must end each episode, counted once."""
+    made = []
+
+    def make_env(i):
+        made.append(Recorder(gymnasium.make("Pendulum-v1", max_episode_steps=7)))
+        return made[-1]
+
+    def run():
+        made.clear()
+        # The cap of 50 is only there to stop an evaluation that ignores truncation.
+        return evaluate(constant_act, jnp.array([0.0, 1.0]), jnp.array([1.0, 1.0]),
+                        (np.zeros(3), np.ones(3)), make_env, num_episodes=2, seed=3,
+                        max_episode_steps=50)
+
+    returns = run()
+    assert [env.ends for env in made] == [[(7, False, True)]] * 4  # 7 steps, truncated, once
+    np.testing.assert_allclose(returns.ravel(), [env.total for env in made], rtol=1e-12)
+    assert len({env.total for env in made}) == 4  # each copy its own reset seed
+    np.testing.assert_array_equal(returns, run())  # env resets seeded: reproducible
 
 
 def test_max_episode_steps_caps_endless_episodes():

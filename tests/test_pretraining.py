@@ -57,6 +57,38 @@ def test_best_params_are_the_lowest_validation_epoch():
         np.testing.assert_allclose(nll, out.best_val_nll[i], rtol=1e-4, atol=1e-4)
 
 
+def test_a_nan_validation_epoch_never_becomes_the_best():
+    """An epoch whose validation NLL is NaN (here: a NaN action among the validation rows)
+    keeps the best earlier parameters, and a later finite epoch can still improve on them."""
+    actions, states, _ = synthetic(jax.random.PRNGKey(7), 3000)
+    actions = actions.at[0].set(jnp.nan)  # row 0 is never trained on
+    clean = pretraining.FlowData(actions, states, train_indices=jnp.arange(300, 3000),
+                                 val_indices=jnp.arange(1, 300))
+    poisoned = clean._replace(val_indices=jnp.arange(0, 300))
+    config = dataclasses.replace(SMALL, num_blocks=2, hidden_dims=(16, 16), max_grad_norm=1.0,
+                                 learning_rate=1e-3)
+    flow = config.make_flow(2, 2)
+    epoch = jax.jit(pretraining.make_epoch(config, flow, num_train=2700))
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    start = jax.jit(lambda key: pretraining.init(config, flow, key, clean))(k[0])
+    first, m1 = epoch(start, k[1], clean)
+    assert int(first.best_epoch) == 0 and np.isfinite(m1["val_nll"])
+
+    second, m2 = epoch(first, k[2], poisoned)
+    assert np.isnan(m2["val_nll"]) and not bool(m2["finite"])
+    assert int(second.best_epoch) == 0 and float(second.best_val_nll) == float(m1["val_nll"])
+    for best, kept in zip(jax.tree.leaves(second.best_params), jax.tree.leaves(first.params)):
+        np.testing.assert_array_equal(best, kept)
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(jax.tree.leaves(second.params), jax.tree.leaves(first.params)))  # it trained
+
+    third, m3 = epoch(second, k[3], clean)
+    assert float(m3["val_nll"]) < float(m1["val_nll"])
+    assert int(third.best_epoch) == 2 and float(third.best_val_nll) == float(m3["val_nll"])
+    for best, now in zip(jax.tree.leaves(third.best_params), jax.tree.leaves(third.params)):
+        np.testing.assert_array_equal(best, now)
+
+
 def test_seeds_are_independent_and_deterministic():
     actions, states, _ = synthetic(jax.random.PRNGKey(2), 2000)
     run = lambda: pretrain(SMALL, actions, states, num_epochs=2, num_seeds=2, seed=5, progress=False, log=lambda _: None)
@@ -91,11 +123,14 @@ def test_bad_config_is_refused():
 def test_save_and_load_round_trip(tmp_path):
     actions, states, _ = synthetic(jax.random.PRNGKey(5), 1000)
     out = pretrain(SMALL, actions, states, num_epochs=1, num_seeds=2, progress=False, log=lambda _: None)
-    mean, std = jnp.zeros(2), jnp.ones(2)
+    # Statistics no default could stand in for: evaluation normalizes with what comes back.
+    mean, std = jnp.array([1.5, -2.25]), jnp.array([0.3, 4.0])
     save_pretrained_flow(tmp_path / "flow", out.flow, out.best_params, mean, std, {"dataset": "synthetic"})
     loaded = load_pretrained_flow(tmp_path / "flow")
     assert loaded.flow == out.flow and loaded.num_seeds == 2
     assert loaded.info["dataset"] == "synthetic"
+    np.testing.assert_array_equal(loaded.state_mean, mean)
+    np.testing.assert_array_equal(loaded.state_std, std)
     for x, y in zip(jax.tree_util.tree_leaves(loaded.params), jax.tree_util.tree_leaves(out.best_params)):
         np.testing.assert_array_equal(x, y)
 

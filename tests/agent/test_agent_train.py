@@ -13,6 +13,7 @@ from conftest import ScaleFlow, Transitions
 
 from lfjax.agent import (
     AWACConfig,
+    IdentityDecoder,
     TanhGaussianActor,
     TwinCritic,
     make_act,
@@ -96,6 +97,57 @@ def test_update_step_order_critic_then_actor_with_new_critics_then_target():
     assert int(new.step) == 1 and bool(metrics["finite"])
 
 
+def test_td_target_bootstraps_from_the_target_critics_at_the_next_state():
+    """y = r + gamma (1 - d) min(Q1', Q2')(s', decode(z', s')), by hand, with target critics
+    that differ from the online ones (a fresh state's are equal, so a target computed from the
+    online critics would pass), gamma = 0.99, and one non-terminal and one terminal transition."""
+    cfg = AWACConfig(batch_size=4, hidden_dims=(8, 8), log_std_min=-20.0, log_std_max=-20.0)
+    assert cfg.gamma == 0.99
+    flow = ScaleFlow(action_dim=2, latent_dim=2)
+    flow_params = {"scale": jnp.asarray(0.5)}
+    actor = TanhGaussianActor(2, (8, 8), -20.0, -20.0)
+    critic = TwinCritic((8, 8))
+    state = make_init(cfg, flow, obs_dim=3)(jax.random.PRNGKey(0))
+    leaves, treedef = jax.tree.flatten(state.critic_params)
+    keys = jax.random.split(jax.random.PRNGKey(7), len(leaves))
+    perturbed = jax.tree.unflatten(
+        treedef, [x + 0.5 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+    )
+    state = state.replace(target_critic_params=perturbed)
+    step = jax.jit(make_update_step(cfg, flow))
+
+    def policy(params, obs):  # decode(tanh(mean)) through the double: log_std is pinned at -20
+        return 0.5 * jnp.tanh(actor.apply(params, obs)[0])
+
+    obs, action, next_obs = jnp.array([[0.5, -1.0, 2.0]]), jnp.array([[0.9, -0.2]]), jnp.array([[1.0, 0.0, -1.0]])
+    s, a, s2 = (jnp.repeat(x, 4, axis=0) for x in (obs, action, next_obs))
+    q_data = critic.apply(state.critic_params, s, a)  # [2, B]: the online critics at (s, a)
+
+    def loss_for(y):
+        return float(jnp.sum(jnp.mean((q_data - y) ** 2, axis=1)))
+
+    for done in (0.0, 1.0):
+        ds = Transitions(obs, action, jnp.array([1.5]), next_obs, jnp.array([done]))
+        _, metrics = step(state, flow_params, ds, jax.random.PRNGKey(1))
+        next_q = critic.apply(perturbed, s2, policy(state.actor_params, s2))  # [2, B]
+        y = 1.5 + 0.99 * (1.0 - done) * jnp.min(next_q, axis=0)
+        np.testing.assert_allclose(metrics["critic_loss"], loss_for(y), rtol=1e-5)
+        # What a wrong target would give, each far from the right one: so the check above
+        # tells them apart.
+        online_q = critic.apply(state.critic_params, s2, policy(state.actor_params, s2))
+        wrong = {
+            "bootstraps through a terminal": 1.5 + 0.99 * jnp.min(next_q, axis=0),
+            "online critics": 1.5 + 0.99 * (1.0 - done) * jnp.min(online_q, axis=0),
+            "max of the critics": 1.5 + 0.99 * (1.0 - done) * jnp.max(next_q, axis=0),
+            "policy at s, not s'": 1.5 + 0.99 * (1.0 - done) * jnp.min(
+                critic.apply(perturbed, s2, policy(state.actor_params, s)), axis=0),
+        }
+        for name, wrong_y in wrong.items():
+            if (name == "bootstraps through a terminal") != (done == 1.0):
+                continue  # the same target as the right one for this transition
+            assert abs(loss_for(wrong_y) - loss_for(y)) > 1e-2 * loss_for(y), name
+
+
 def test_no_gradient_reaches_flow_params(scale_flow, small_dataset):
     state = make_init(SMALL, scale_flow, 3)(jax.random.PRNGKey(0))
     step = make_update_step(SMALL, scale_flow)
@@ -165,26 +217,53 @@ def test_act_decodes_and_clips(init, scale_flow, small_dataset):
     assert np.all(np.abs(actions) <= 1.0) and np.any(np.abs(actions[1]) == 1.0)
 
 
-def test_learning_signal_on_one_step_bandit(seed=0):
-    # Reward -|a - a*|^2 with a* = (0.5, -0.5), uniform behaviour actions, every step terminal.
-    # Behaviour cloning (the median, 0) scores -0.5; the advantage weights must pull the
-    # policy towards a*.
-    key = jax.random.PRNGKey(seed)
-    k = jax.random.split(key, 3)
-    num = 4096
-    obs = jax.random.normal(k[0], (num, 2))
-    actions = jax.random.uniform(k[1], (num, 2), minval=-1.0, maxval=1.0)
-    best = jnp.array([0.5, -0.5])
-    rewards = -jnp.sum((actions - best) ** 2, axis=1)
-    ds = Transitions(obs, actions, rewards, obs, jnp.ones((num,)))
-    cfg = AWACConfig(batch_size=256, hidden_dims=(64, 64), actor_lr=1e-3, critic_lr=1e-3)
-    flow = ScaleFlow(action_dim=2, latent_dim=2)
-    flow_params = {"scale": jnp.ones((1,))}
-    states = jax.vmap(make_init(cfg, flow, 2))(k[2][None])
-    states, metrics = make_train(cfg, flow)(states, flow_params, ds, 300)
-    assert np.all(metrics["finite"])
-    act = make_act(cfg, flow, deterministic=True)
-    params = jax.tree.map(lambda x: x[0], states.actor_params)
-    policy = act(params, {"scale": jnp.asarray(1.0)}, obs[:512], None)
-    score = float(jnp.mean(-jnp.sum((policy - best) ** 2, axis=1)))
-    assert score > -0.15, score
+def _two_step_chain(key, num=2048, best=0.6):
+    """A two-step chain where behaviour cloning cannot succeed. From s0 = (1, 0) the action a
+    moves to s1 = (0, a) with reward 0 (not terminal); from s1 any action ends the episode
+    with reward -2 (a - best)^2. So Q(s0, a) = gamma * R(a) is learnt only by bootstrapping
+    through the target critics, and the best first action is `best`. 80 % of the dataset's
+    first actions are bad (around -0.6), 20 % uniform: cloning them gives about -0.57."""
+    k = jax.random.split(key, 4)
+    bad = jnp.clip(-0.6 + 0.1 * jax.random.normal(k[0], (num,)), -1.0, 1.0)
+    anywhere = jax.random.uniform(k[1], (num,), minval=-1.0, maxval=1.0)
+    first = jnp.where(jax.random.uniform(k[2], (num,)) < 0.8, bad, anywhere)[:, None]
+    second = jax.random.uniform(k[3], (num, 1), minval=-1.0, maxval=1.0)
+    s0 = jnp.tile(jnp.array([[1.0, 0.0]]), (num, 1))
+    s1 = jnp.concatenate([jnp.zeros((num, 1)), first], axis=1)
+    reward = lambda a: -2.0 * (a - best) ** 2
+    data = Transitions(
+        observations=jnp.concatenate([s0, s1]),
+        actions=jnp.concatenate([first, second]),
+        rewards=jnp.concatenate([jnp.zeros(num), reward(first[:, 0])]),
+        next_observations=jnp.concatenate([s1, s1]),
+        terminals=jnp.concatenate([jnp.zeros(num), jnp.ones(num)]),
+    )
+    return data, reward
+
+
+def test_awac_beats_behaviour_cloning_where_cloning_fails():
+    """On the two-step chain, AWAC's first action reaches the optimum while the behaviour
+    cloning baseline (the same actor and batches, every weight 1) copies the bad data. Only
+    advantage weights that favour the better actions, learnt by bootstrapping, can do that:
+    weights all 1, or exp(-(q - v) / lambda), fail here."""
+    data, reward = _two_step_chain(jax.random.PRNGKey(0))
+    # A tiny network and a fast target (tau 0.05) so that the reward reaches s0 within a few
+    # hundred updates; gamma, lambda and the weight clip are the paper's.
+    cfg = AWACConfig(batch_size=128, hidden_dims=(32, 32), actor_lr=1e-3, critic_lr=1e-3, tau=0.05)
+    decoder = IdentityDecoder(action_dim=1)
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)  # two seeds
+    act = make_act(cfg, decoder, deterministic=True)
+    first_state = jnp.array([[1.0, 0.0]])
+    first_action = {}
+    for name, bc in (("awac", False), ("bc", True)):
+        states = jax.vmap(make_init(cfg, decoder, 2, behaviour_cloning=bc))(keys)
+        states, metrics = make_train(cfg, decoder, behaviour_cloning=bc)(states, decoder.params(2), data, 300)
+        assert np.all(metrics["finite"])
+        first_action[name] = np.array([
+            act(jax.tree.map(lambda x: x[i], states.actor_params), {}, first_state, None)[0, 0]
+            for i in range(2)
+        ])
+    awac, bc = reward(first_action["awac"]), reward(first_action["bc"])
+    assert np.all(first_action["bc"] < -0.4), first_action  # cloning copies the bad actions
+    assert np.all(awac > -0.2), first_action  # |a - 0.6| < 0.32: near the optimum
+    assert np.all(awac > bc + 1.0), (awac, bc)

@@ -1,6 +1,7 @@
 """The agent stage (lfjax.stages.agent) as a library call: a seed that goes non-finite is
 reported, rolled back to its last good state and frozen as failed, contributes no score from
-then on, and the others go on; when every seed fails the stage stops with status "failed"."""
+then on, and the others go on; when every seed fails the stage stops with status "failed"; the
+agents see states normalized with the statistics saved with the flow."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from lfjax import agent, stages
-from lfjax.checkpoints import restore_latest, run_checkpoints
+from lfjax.checkpoints import PretrainedFlow, restore_latest, run_checkpoints
 
 from .conftest import tiny_config
 
@@ -94,3 +95,41 @@ def test_when_every_seed_fails_the_stage_stops_and_reports_no_score(loaded, tmp_
     assert results["final"]["scores"] == [None, None, None]
     assert results["final"]["mean"] is None and results["final"]["std"] is None
     assert results["curve"][-1]["mean"] is None and reports[-1]["status"] == "failed"
+
+
+def test_agents_train_and_act_on_states_normalized_with_the_flows_statistics(loaded, tmp_path, monkeypatch):
+    """The statistics saved with the flow (here deliberately not the dataset's own) normalize
+    the observations and the next observations the agent trains on, and the observations it
+    acts on in evaluation."""
+    config = tiny_config(algo="awac", num_updates=20, eval_every=20, num_seeds=1)
+    decoder = agent.IdentityDecoder(loaded.spec.action_dim)
+    own = loaded.state_stats
+    mean, std = np.asarray(own.mean) + 1.0, 2.0 * np.asarray(own.std)
+    pretrained = PretrainedFlow(decoder, decoder.params(1), jnp.asarray(mean), jnp.asarray(std), {})
+    seen = {}
+    real_make_train, real_evaluate = agent.make_train, stages.agent.evaluation.evaluate
+
+    def recording_make_train(*args, **kwargs):
+        train_chunk = real_make_train(*args, **kwargs)
+
+        def chunk(states, flow_params, dataset, n):
+            seen["dataset"] = jax.tree_util.tree_map(np.asarray, dataset)
+            return train_chunk(states, flow_params, dataset, n)
+
+        return chunk
+
+    def recording_evaluate(*args, **kwargs):
+        seen["eval_stats"] = args[3]
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(stages.agent.agent, "make_train", recording_make_train)
+    monkeypatch.setattr(stages.agent.evaluation, "evaluate", recording_evaluate)
+    stages.agent.train_agent(config, loaded, pretrained, tmp_path, log=lambda _: None)
+
+    raw = loaded.transitions
+    np.testing.assert_allclose(seen["dataset"].observations, (np.asarray(raw.observations) - mean) / std,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(seen["dataset"].next_observations,
+                               (np.asarray(raw.next_observations) - mean) / std, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(seen["eval_stats"].mean, mean.astype(np.float32))
+    np.testing.assert_array_equal(seen["eval_stats"].std, std.astype(np.float32))
