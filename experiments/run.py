@@ -11,6 +11,7 @@ import dataclasses
 import pathlib
 import sys
 
+import absl.logging  # noqa: F401  (defines --log_dir, below)
 from absl import app, flags
 
 from experiments import shared_flags
@@ -38,6 +39,16 @@ flags.DEFINE_float("awac_lambda", None, "AWAC temperature lambda.")
 flags.DEFINE_float("tau", None, "Target-critic Polyak step.")
 flags.DEFINE_float("actor_lr", None, "Actor learning rate.")
 flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
+# Run tracking (experiments/tracking.py); each needs its extra, imported only when asked for.
+# --log_dir is absl.logging's own flag ("directory to write logfiles into"; absl writes there
+# only when a program asks it to log to files, which nothing here does): taken over, not redefined.
+flags.declare_key_flag("log_dir")
+FLAGS["log_dir"].help = ("Write TensorBoard event files here: per evaluation the scores per seed "
+                         "and their mean, losses, Q, advantage weights, updates/s; the flow's NLL "
+                         "per epoch. Needs lfjax[tensorboard].")
+flags.DEFINE_bool("wandb", False, "Log the same to a Weights & Biases run (files in "
+                  "<workdir>/wandb; WANDB_MODE=offline needs no network or account). Needs lfjax[wandb].")
+flags.DEFINE_string("wandb_project", "lfjax", "W&B project of --wandb.")
 shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr")
@@ -76,7 +87,7 @@ def build_config():
 
 
 def main(argv) -> int:
-    from experiments import cli
+    from experiments import cli, tracking
 
     if (status := cli.start_cli(argv)) is not None:
         return status
@@ -85,6 +96,7 @@ def main(argv) -> int:
     try:
         data.get_env_spec(FLAGS.env)
         config = build_config()
+        tracking.check_installed(FLAGS.log_dir, FLAGS.wandb)
     except ValueError as e:  # UnknownEnvError is a ValueError
         return cli.fail(str(e))
     workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-{FLAGS.preset}")
@@ -99,7 +111,7 @@ def main(argv) -> int:
 
 def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     """Every stage, in every process of the job; process 0 prints and writes the files."""
-    from experiments import cli, reporting
+    from experiments import cli, reporting, tracking
     from lfjax import processes, sharding, stages
     from lfjax.checkpoints import write_json
 
@@ -111,6 +123,8 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         def check_dirs():
             cli.check_writable(workdir, "--workdir")
             cli.check_writable(flow_dir, "--flow_dir")
+            if FLAGS.log_dir:
+                cli.check_writable(pathlib.Path(FLAGS.log_dir), "--log_dir")
             check_workdir(workdir, config, FLAGS.resume)
 
         processes.together(check_dirs, cli.USER_ERRORS)
@@ -127,10 +141,6 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         if processes.is_leader():
             workdir.mkdir(parents=True, exist_ok=True)
             write_json(workdir / "config.json", config.to_dict())
-        if config.uses_flow:
-            pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, progress=progress, log=log)
-        else:
-            pretrained = stages.flow.no_flow(loaded)
         base = {
             "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
             "versions": reporting.versions(),
@@ -139,13 +149,31 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
                 "ref_min_score": loaded.ref_min_score,
                 "ref_max_score": loaded.ref_max_score,
             },
-            "flow": {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history") if k in pretrained.info},
         }
-        results = stages.agent.train_agent(
-            config, loaded, pretrained, workdir,
-            resume=FLAGS.resume, progress=progress, log=log, results_base=base,
-            report=lambda results: reporting.write_outputs(workdir, results),
+        # Process 0 tracks the run (if asked); opened now so that a W&B login problem shows early.
+        tracker = tracking.open_tracker(
+            log_dir=FLAGS.log_dir if processes.is_leader() else None,
+            use_wandb=FLAGS.wandb and processes.is_leader(),
+            workdir=workdir, config=base, wandb_project=FLAGS.wandb_project,
         )
+        try:
+            if config.uses_flow:
+                pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, progress=progress, log=log)
+            else:
+                pretrained = stages.flow.no_flow(loaded)
+            base["flow"] = {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history")
+                            if k in pretrained.info}
+
+            def report(results):
+                reporting.write_outputs(workdir, results)
+                tracker.report(results)
+
+            results = stages.agent.train_agent(
+                config, loaded, pretrained, workdir,
+                resume=FLAGS.resume, progress=progress, log=log, results_base=base, report=report,
+            )
+        finally:
+            tracker.close()
         final = results["final"]
         baselines = ", ".join(
             f"{'flow BC' if name == stages.agent.FLOW_BC else name.split()[0]} {value:.1f}"
