@@ -20,5 +20,9 @@ def test_quickstart_has_two_commands():
     quickstart = text.split("## Quickstart")[1].split("\n## ")[0]
     commands = [line for line in quickstart.splitlines() if line.startswith("python3.11 -m venv")]
     assert len(commands) == 2
+    assert "Python 3.11, 3.12 or 3.13" in quickstart  # requires-python >=3.11; CI runs 3.11 and 3.13
+    # The run needs the experiments extra; both install the lock file CI tests with.
+    assert 'pip install -e ".[experiments]" -c constraints.txt' in commands[0]
     assert "experiments.run --env=maze2d-umaze" in commands[0]
-    assert 'pip install -e ".[test]"' in commands[1] and "pytest" in commands[1]
+    # .ci/run greps for this test line and runs it from `pip install` on.
+    assert 'pip install -e ".[test]" -c constraints.txt' in commands[1] and "pytest" in commands[1]
