@@ -123,7 +123,7 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         def check_dirs():
             cli.check_writable(workdir, "--workdir")
             cli.check_writable(flow_dir, "--flow_dir")
-            if FLAGS.log_dir:
+            if FLAGS.log_dir and processes.is_leader():  # only process 0 writes there
                 cli.check_writable(pathlib.Path(FLAGS.log_dir), "--log_dir")
             check_workdir(workdir, config, FLAGS.resume)
 

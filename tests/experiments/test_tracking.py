@@ -132,6 +132,15 @@ def test_run_without_the_package_is_one_line(minari_root, tmp_path, flag, module
     assert not workdir.exists() and not log_dir.exists()
 
 
+def test_log_dir_that_cannot_be_written_is_one_line(minari_root, tmp_path):
+    (tmp_path / "file").write_text("")
+    workdir = tmp_path / "w"
+    proc = run(["--env=maze2d-umaze", f"--workdir={workdir}", f"--log_dir={tmp_path / 'file' / 'tb'}",
+                "--noprogress"], minari_root)
+    assert proc.returncode == 2 and "--log_dir" in proc.stderr and "is a file" in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and not workdir.exists()
+
+
 def test_tiny_run_with_tensorboard_and_wandb_offline(minari_root, tmp_path):
     """A whole run (dataset, flow, agent, evaluations, checkpoints) logging to both trackers
     with no network; its files are the run's usual ones plus the trackers'."""
