@@ -12,6 +12,7 @@ import dataclasses
 import pathlib
 import sys
 
+import absl.logging  # noqa: F401  (defines --log_dir, below)
 from absl import app, flags
 
 from experiments import shared_flags
@@ -43,6 +44,16 @@ flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
 flags.DEFINE_multi_string("sweep", [], "A hyperparameter grid in the same program, repeatable: "
                           "--sweep=NAME=V1,V2,... over awac_lambda, tau, actor_lr, critic_lr, "
                           "gamma, weight_clip; every combination times --num_seeds seeds.")
+# Run tracking (experiments/tracking.py); each needs its extra, imported only when asked for.
+# --log_dir is absl.logging's own flag ("directory to write logfiles into"; absl writes there
+# only when a program asks it to log to files, which nothing here does): taken over, not redefined.
+flags.declare_key_flag("log_dir")
+FLAGS["log_dir"].help = ("Write TensorBoard event files here: per evaluation the scores per seed "
+                         "and their mean, losses, Q, advantage weights, updates/s; the flow's NLL "
+                         "per epoch. Needs lfjax[tensorboard].")
+flags.DEFINE_bool("wandb", False, "Log the same to a Weights & Biases run (files in "
+                  "<workdir>/wandb; WANDB_MODE=offline needs no network or account). Needs lfjax[wandb].")
+flags.DEFINE_string("wandb_project", "lfjax", "W&B project of --wandb.")
 shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr")
@@ -105,7 +116,7 @@ def build_config():
 
 
 def main(argv) -> int:
-    from experiments import cli
+    from experiments import cli, tracking
 
     if (status := cli.start_cli(argv)) is not None:
         return status
@@ -114,6 +125,7 @@ def main(argv) -> int:
     try:
         data.get_env_spec(FLAGS.env)
         config = build_config()
+        tracking.check_installed(FLAGS.log_dir, FLAGS.wandb)
     except ValueError as e:  # UnknownEnvError is a ValueError
         return cli.fail(str(e))
     workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-{FLAGS.preset}")
@@ -146,6 +158,8 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
             cli.check_writable(flow_dir, "--flow_dir")
             check_free(workdir)  # another process writing there: one line naming it
             check_free(flow_dir)
+            if FLAGS.log_dir and processes.is_leader():  # only process 0 writes there
+                cli.check_writable(pathlib.Path(FLAGS.log_dir), "--log_dir")
             cli.check_workdir(workdir, config, FLAGS.resume)
 
         processes.together(check_dirs, cli.USER_ERRORS)
@@ -174,7 +188,7 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
 def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     """The flow and agent stages, the result files and the last line; the caller holds the
     workdir's lock."""
-    from experiments import cli, reporting
+    from experiments import cli, reporting, tracking
     from lfjax import processes, stages
     from lfjax.checkpoints import hold_directory, write_json
 
@@ -196,14 +210,28 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         },
         "flow": {k: pretrained.info[k] for k in ("best_val_nll", "best_epoch", "history") if k in pretrained.info},
     }
+    # Process 0 tracks the run (if asked for); opened before the agents train, so that a W&B
+    # login problem shows early.
+    tracker = tracking.open_tracker(
+        log_dir=FLAGS.log_dir if processes.is_leader() else None,
+        use_wandb=FLAGS.wandb and processes.is_leader(),
+        workdir=workdir, config=base, wandb_project=FLAGS.wandb_project,
+    )
+
+    def report(results):
+        reporting.write_outputs(workdir, results)
+        tracker.report(results)
+
     # While the agents train, nobody replaces the flow they decode through (experiments.evaluate
     # loads it again later): runs that read a flow directory share its lock, a writer needs it alone.
-    with hold_directory(flow_dir, shared=True) if config.uses_flow else contextlib.nullcontext():
-        results = stages.agent.train_agent(
-            config, loaded, pretrained, workdir,
-            resume=FLAGS.resume, progress=progress, log=log, results_base=base,
-            report=lambda results: reporting.write_outputs(workdir, results),
-        )
+    try:
+        with hold_directory(flow_dir, shared=True) if config.uses_flow else contextlib.nullcontext():
+            results = stages.agent.train_agent(
+                config, loaded, pretrained, workdir,
+                resume=FLAGS.resume, progress=progress, log=log, results_base=base, report=report,
+            )
+    finally:
+        tracker.close()
     lines, status = reporting.final_lines(results, workdir)
     if status == 0:
         for line in lines:

@@ -23,7 +23,8 @@ def _defined_flags(module: str) -> set[str]:
     """The flags `python -m <module>` accepts: its own flags.DEFINE_* calls, experiments/
     shared_flags.py's when it calls shared_flags.define(), and absl's built-in ones."""
     path = ROOT / (module.replace(".", "/") + ".py")
-    names = {"help", "helpfull", "helpshort", "flagfile"}
+    # absl's own, and its --log_dir, which experiments.run takes over for TensorBoard.
+    names = {"help", "helpfull", "helpshort", "flagfile", "log_dir"}
     trees = [ast.parse(path.read_text())]
     if "shared_flags.define()" in path.read_text():
         trees.append(ast.parse((ROOT / "experiments" / "shared_flags.py").read_text()))
@@ -56,3 +57,16 @@ def test_every_command_names_a_module_and_flags_that_exist():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     for extra in re.findall(r'pip install -e "\.\[(\w+)\]"', README.read_text()):
         assert extra in extras, extra
+
+
+def test_quickstart_has_two_commands():
+    text = README.read_text()
+    quickstart = text.split("## Quickstart")[1].split("\n## ")[0]
+    commands = [line for line in quickstart.splitlines() if line.startswith("python3.11 -m venv")]
+    assert len(commands) == 2
+    assert "Python 3.11, 3.12 or 3.13" in quickstart  # requires-python >=3.11; CI runs 3.11 and 3.13
+    # The run needs the experiments extra; both install the lock file CI tests with.
+    assert 'pip install -e ".[experiments]" -c constraints.txt' in commands[0]
+    assert "experiments.run --env=maze2d-umaze" in commands[0]
+    # .ci/run greps for this test line and runs it from `pip install` on.
+    assert 'pip install -e ".[test]" -c constraints.txt' in commands[1] and "pytest" in commands[1]
