@@ -10,7 +10,9 @@ import json
 import logging
 import os
 import pathlib
+import sys
 import tempfile
+import traceback
 from typing import Any
 
 import jax
@@ -97,13 +99,40 @@ def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
         like,
     )
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _without_orbax_read_noise(previous_hook)
     try:
-        return checkpointer.restore(directory, target)
+        restored = checkpointer.restore(directory, target)
     except Exception as e:
+        # The hook stays: the failed restore's other reads are finalized later (at exit, often),
+        # and each would print a traceback around the one error line the user should read.
         raise CheckpointError(
             f"could not read checkpoint {directory} ({type(e).__name__}: {str(e)[:200]}); "
             "it may be truncated or corrupt: delete it and rerun"
         ) from e
+    sys.unraisablehook = previous_hook
+    return restored
+
+
+def _without_orbax_read_noise(hook):
+    """``hook``, except for the exceptions of a failed orbax restore that nothing can catch.
+
+    When one array of a restore fails, orbax's other reads of it fail too, in coroutines nobody
+    awaits any more, and TensorStore's threads finish them by calling into an event loop orbax
+    has closed. Python reports each through ``sys.unraisablehook`` as a bare traceback, often
+    around (even before) the one line that says which checkpoint is damaged.
+    """
+
+    def filtered(unraisable):
+        frames = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(unraisable.exc_traceback)]
+        in_orbax = any(f"{os.sep}orbax{os.sep}" in f for f in frames)
+        closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
+                       and str(unraisable.exc_value) == "Event loop is closed"
+                       and any(f"{os.sep}asyncio{os.sep}" in f for f in frames))
+        if not (in_orbax or closed_loop):
+            hook(unraisable)
+
+    return filtered
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -112,6 +141,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of a group
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.flush()

@@ -4,6 +4,7 @@ devices each, talking over localhost), against one process holding all 4 devices
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -112,8 +113,13 @@ def test_two_processes_train_like_one(distributed, reference):
 def test_process_zero_speaks_for_both(distributed):
     _, ((_, out0, _), (_, out1, _)) = distributed
     assert "normalized score" in out0 and "pretraining" in out0
-    # Gloo (the CPU collectives library) announces its connections itself; nothing else.
-    assert [line for line in out1.splitlines() if "peer ranks" not in line] == []
+    # Gloo (the CPU collectives library) announces its connections itself, one line per local
+    # device from two threads, so two announcements can interleave ("...is : [Gloo] ...is : 3"
+    # then "3"); nothing else may be printed.
+    announcement = (r"\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. "
+                    r"Expected number of connected peer ranks is : ")
+    rest, count = re.subn(announcement, "", out1)
+    assert all(token.isdigit() for token in rest.split()) and len(rest.split()) == count, out1
 
 
 def test_resume_restores_every_process_part(distributed, minari_root, reference):
@@ -185,7 +191,7 @@ def test_flows_per_seed_split_over_both_processes_then_reused(minari_root, tmp_p
 def test_a_process_that_dies_stops_the_other_with_one_line_and_loses_nothing(minari_root, tmp_path):
     workdir = tmp_path / "w"
     args = [*[a for a in FLAGS if not a.startswith(("--num_updates", "--eval_every"))],
-            "--num_updates=600", "--eval_every=50", f"--workdir={workdir}"]
+            "--num_updates=300", "--eval_every=50", f"--workdir={workdir}"]
     p0, p1 = start_two([args] * 2, minari_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 300
