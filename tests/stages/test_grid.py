@@ -42,8 +42,10 @@ def _train(config, pretrained, loaded, num_updates):
 def test_members_train_like_their_separate_runs(setup, loaded):
     config, pretrained, _ = setup
     grid_states, grid_metrics = _train(config, pretrained, loaded, 10)
-    for c, overrides in enumerate(config.grid):
-        states, metrics = _train(_separate(config, overrides), pretrained, loaded, 10)
+    # The first and last configurations differ in both settings (each separate run compiles
+    # its own program, so not all four); the hparams below pin every member's place.
+    for c in (0, len(config.grid) - 1):
+        states, metrics = _train(_separate(config, config.grid[c]), pretrained, loaded, 10)
         rows = slice(c * config.num_seeds, (c + 1) * config.num_seeds)
         for key in ("critic_loss", "actor_loss", "q_mean", "weight_mean"):
             np.testing.assert_allclose(grid_metrics[key][rows], metrics[key], rtol=1e-5)
