@@ -315,3 +315,38 @@ MEMORY_NOTES = {
         "the host copy of the synthetic dataset and every compiled program"
     ),
 }
+
+
+# ----- the printed table ----------------------------------------------------------------------
+
+
+def _giga(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value / 1e9:.{digits}f}"
+
+
+COLUMNS = [
+    ("stage", 5, lambda r: r["what"]),
+    ("members", 7, lambda r: r["num_seeds"]),
+    ("dev", 3, lambda r: r["num_devices"]),
+    ("compile s", 9, lambda r: f"{r['lower_s'] + r['compile_s']:.1f}"),
+    ("ms/update", 9, lambda r: f"{r['ms_per_update']:.2f}"),
+    ("ms/seed-upd", 11, lambda r: f"{r['ms_per_seed_update']:.2f}"),
+    ("seed-upd/s", 10, lambda r: f"{r['seed_updates_per_s']:.0f}"),
+    ("GFLOP/upd", 9, lambda r: _giga(r["flops_per_update"], 2)),
+    ("GFLOP/s", 8, lambda r: _giga(r["achieved_flops_per_s"], 1)),
+    ("% matmul", 8, lambda r: (f"{100 * r['share_of_matmul_rate']:.0f}"
+                               if r.get("share_of_matmul_rate") is not None else "-")),
+    ("data MiB/dev", 12, lambda r: f"{r['memory']['dataset_bytes_per_device'] / MiB:.1f}"),
+    ("state MiB/dev", 13, lambda r: f"{r['memory']['seed_state_bytes_per_device'] / MiB:.1f}"),
+    ("peak MiB/dev", 12, lambda r: (
+        f"{r['memory']['peak_estimate_bytes_per_device'] / MiB:.1f}"
+        if r["memory"]["peak_estimate_bytes_per_device"] is not None else "-")),
+]
+
+
+def table_header() -> str:
+    return "  ".join(f"{name:>{width}}" for name, width, _ in COLUMNS)
+
+
+def table_row(record: dict) -> str:
+    return "  ".join(f"{str(get(record)):>{width}}" for _, width, get in COLUMNS)

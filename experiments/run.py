@@ -12,7 +12,6 @@ import dataclasses
 import pathlib
 import sys
 
-import absl.logging  # noqa: F401  (defines --log_dir, below)
 from absl import app, flags
 
 from experiments import shared_flags
@@ -44,16 +43,7 @@ flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
 flags.DEFINE_multi_string("sweep", [], "A hyperparameter grid in the same program, repeatable: "
                           "--sweep=NAME=V1,V2,... over awac_lambda, tau, actor_lr, critic_lr, "
                           "gamma, weight_clip; every combination times --num_seeds seeds.")
-# Run tracking (experiments/tracking.py); each needs its extra, imported only when asked for.
-# --log_dir is absl.logging's own flag ("directory to write logfiles into"; absl writes there
-# only when a program asks it to log to files, which nothing here does): taken over, not redefined.
-flags.declare_key_flag("log_dir")
-FLAGS["log_dir"].help = ("Write TensorBoard event files here: per evaluation the scores per seed "
-                         "and their mean, losses, Q, advantage weights, updates/s; the flow's NLL "
-                         "per epoch. Needs lfjax[tensorboard].")
-flags.DEFINE_bool("wandb", False, "Log the same to a Weights & Biases run (files in "
-                  "<workdir>/wandb; WANDB_MODE=offline needs no network or account). Needs lfjax[wandb].")
-flags.DEFINE_string("wandb_project", "lfjax", "W&B project of --wandb.")
+shared_flags.define_tracking()  # --log_dir --wandb --wandb_project
 shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr")
@@ -64,29 +54,9 @@ FLOW_ONLY = ("flow_dir", "flow_per_seed", *shared_flags.FLOW_FLAGS)
 CRITIC_ONLY = ("awac_lambda", "tau", "critic_lr")
 
 
-def parse_sweep(values: list[str]) -> tuple[tuple[str, tuple[float, ...]], ...]:
-    """--sweep flags -> RunConfig.sweep; ValueError naming the flag that does not parse (the
-    names and values themselves are checked by RunConfig.validate)."""
-    sweep = []
-    for text in values:
-        name, sep, listed = text.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--sweep={text} does not parse; write --sweep=NAME=V1,V2,..., "
-                             "e.g. --sweep=tau=0.002,0.01")
-        items = [v.strip() for v in listed.split(",") if v.strip()]
-        parsed = []
-        for item in items:
-            try:
-                parsed.append(float(item))
-            except ValueError:
-                raise ValueError(f"--sweep={text}: {item!r} is not a number") from None
-        sweep.append((name.strip(), tuple(parsed)))
-    return tuple(sweep)
-
-
 def build_config():
     """RunConfig from --preset and the overrides; ValueError on anything invalid."""
-    from lfjax.configs import PRESETS, SWEEPABLE
+    from lfjax.configs import PRESETS, SWEEPABLE, parse_sweep
 
     if FLAGS.preset not in PRESETS:
         raise ValueError(f"unknown --preset={FLAGS.preset!r}; choose one of: {', '.join(PRESETS)}")
