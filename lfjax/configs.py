@@ -101,7 +101,8 @@ class AWACConfig:
         target (tau 1e-2) and critics at lr 1e-3; the actor keeps the paper's 3e-4. Chosen
         from a 2 x 2 grid over tau and the actor's lr (BUILD_NOTES.md, quick preset): the
         actor at 1e-3 ends lower and further apart between seeds, and tau 5e-3 learns at a
-        third of the speed.
+        third of the speed. For short runs only: run twice as long, the score falls after its
+        peak at ~8k updates as the critics overestimate; use the paper defaults for long ones.
         """
         return cls(batch_size=256, tau=1e-2, actor_lr=3e-4, critic_lr=1e-3, hidden_dims=(256, 256))
 

@@ -126,7 +126,7 @@ def _pretrain_and_save(config: RunConfig, loaded: data.LoadedDataset, flow_dir: 
     }
     save_pretrained_flow(flow_dir, out.flow, out.best_params, stats.mean, stats.std, info)
     checkpoints.discard()  # after flow.json: a kill in between resumes at the last epoch
-    log(f"flow saved to {flow_dir}: best validation NLL {out.best_val_nll.round(4).tolist()} "
+    log(f"flow saved to {flow_dir}: best validation NLL {[round(float(x), 4) for x in out.best_val_nll]} "
         f"at epochs {out.best_epoch.tolist()} ({out.seconds:.0f} s)")
     # What was just saved, without reading it back: the info goes through JSON as a reload would.
     return PretrainedFlow(out.flow, out.best_params, stats.mean, stats.std, as_json(info))
@@ -152,7 +152,7 @@ def _reusable_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, log: Lo
     same = all(as_json(saved.info.get(k)) == as_json(v) for k, v in wanted.items())
     if same and saved.num_seeds == num_flows:
         log(f"reusing the pretrained flow in {flow_dir} "
-            f"(best validation NLL per seed: {saved.info['best_val_nll']})")
+            f"(best validation NLL per seed: {[round(x, 4) for x in saved.info['best_val_nll']]})")
         return saved
     log(f"the flow in {flow_dir} was made with other settings; pretraining a new one")
     return None
