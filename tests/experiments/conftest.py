@@ -1,8 +1,13 @@
 import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
 from lfjax.datagen import generate_dataset
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -22,10 +27,10 @@ def minari_root(tmp_path_factory):
     return root
 
 
-# `python -c KILL_AFTER_EPOCH <epoch> <module> <flags...>` runs an entry point that kills itself
+# `python -c _KILL_AFTER_EPOCH <epoch> <module> <flags...>` runs an entry point that kills itself
 # with SIGKILL (kill -9: no cleanup of any kind) right after the flow pretraining's checkpoint
 # of <epoch> is committed: a kill at a known point in the middle of the flow stage.
-KILL_AFTER_EPOCH = """
+_KILL_AFTER_EPOCH = """
 import importlib, os, signal, sys
 from absl import app
 from lfjax.checkpoints import flows
@@ -47,3 +52,13 @@ if hasattr(command, "define_flags"):
 sys.argv = [module, *args]
 app.run(lambda argv: sys.exit(command.main(argv)))
 """
+
+
+def run_killed_after_epoch(epoch: int, module: str, args: list[str], root) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` with Minari data under ``root``, killed by SIGKILL right
+    after the flow pretraining's checkpoint of ``epoch`` is committed."""
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, "-c", _KILL_AFTER_EPOCH, str(epoch), module, *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )

@@ -10,7 +10,7 @@ import sys
 import jax
 import numpy as np
 
-from .conftest import KILL_AFTER_EPOCH
+from .conftest import run_killed_after_epoch
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FLOW = ["--env=maze2d-umaze", "--preset=quick", "--seed=1", "--flow_blocks=2", "--flow_epochs=2",
@@ -54,11 +54,7 @@ def test_a_killed_pretraining_resumes_to_the_same_flow_bit_for_bit(minari_root, 
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     workdir = tmp_path / "w"
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
-    killed = subprocess.run(
-        [sys.executable, "-c", KILL_AFTER_EPOCH, "2", "experiments.pretrain_flow", *flags, f"--workdir={workdir}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )
+    killed = run_killed_after_epoch(2, "experiments.pretrain_flow", [*flags, f"--workdir={workdir}"], minari_root)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     flow_dir = workdir / "flow"
     assert sorted(p.name for p in (flow_dir / "progress").iterdir()) == ["1", "2"]

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from .conftest import KILL_AFTER_EPOCH
+from .conftest import run_killed_after_epoch
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = [
@@ -165,11 +165,7 @@ def test_a_second_command_on_a_running_workdir_is_refused_naming_the_first(minar
 def test_a_run_killed_while_pretraining_its_flow_resumes_to_identical_results(finished, minari_root, tmp_path):
     reference, _ = finished
     workdir = tmp_path / "w"
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
-    killed = subprocess.run(
-        [sys.executable, "-c", KILL_AFTER_EPOCH, "1", "experiments.run", *TINY, f"--workdir={workdir}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )
+    killed = run_killed_after_epoch(1, "experiments.run", [*TINY, f"--workdir={workdir}"], minari_root)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (workdir / "flow" / "progress" / "1").is_dir() and not (workdir / "flow" / "flow.json").exists()
     resumed = run([*TINY, f"--workdir={workdir}", "--resume"], minari_root)
