@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import gymnasium
 import mujoco
@@ -39,8 +39,6 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
-if TYPE_CHECKING:  # the registry pulls in the data stack; evaluation needs none of it
-    from lfjax.data.registry import EnvSpec
 
 # Everything mj_step reads from MjData: a copy of it is a copy of the simulation.
 _INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -276,7 +274,14 @@ def step_rule(env: gymnasium.Env) -> StepRule | None:
     return None
 
 
-def make_batched_env(spec: EnvSpec, num_envs: int,
+class MakesEvalEnv(Protocol):
+    """What make_batched_env needs of a spec (lfjax.data.registry.EnvSpec is one): typed
+    structurally so that envs/, below the data stack, never names it."""
+
+    def make_eval_env(self) -> gymnasium.Env: ...
+
+
+def make_batched_env(spec: MakesEvalEnv, num_envs: int,
                      nthread: int | None = None) -> BatchedEnv | None:
     """spec.make_eval_env() as num_envs copies stepped together, or None when its env is not
     one BatchedEnv reproduces exactly (then step envs one by one: `EnvLoop`)."""
