@@ -9,20 +9,29 @@ import pytest
 # experiments.run and pretraining programs, and XLA compiling them afresh in each process was
 # a third of the command-line tests' time (tests/experiments/test_run.py: 239 s -> 173 s).
 # min compile time 0: most of these programs compile in under JAX's default 1 s threshold.
-# Set here, at import, so it holds before anything compiles; the process that creates the
-# directory (the controller under xdist) removes it at the end. A cached executable is the
-# compiled one, so results are the same bit for bit.
+# A size limit turns on JAX's file lock around every read and write of the cache (the
+# `filelock` package, in the test extra); without it a process can read an entry another one
+# is still writing, warn on stderr and compile anew. Set here, at import, so it holds before
+# anything compiles; the process that creates the directory (the controller under xdist)
+# removes it at the end. A cached executable is the compiled one: results are bit-identical.
 _CACHE_ENV = "LFJAX_TESTS_JAX_CACHE"
 _OWN_CACHE = _CACHE_ENV not in os.environ
 if _OWN_CACHE:
     os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="lfjax-tests-jax-cache-")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_CACHE_ENV]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+try:
+    import filelock  # noqa: F401  (JAX refuses a size limit without it)
+
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 << 30)  # bytes: never reached
+except ImportError:
+    pass
 
 
 def pytest_unconfigure(config):
     if _OWN_CACHE:
         shutil.rmtree(os.environ.pop(_CACHE_ENV), ignore_errors=True)
+
 
 # The small maze2d-umaze dataset that the data, datagen and envs tests share.
 SMALL_STEPS = 3_000
