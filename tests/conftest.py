@@ -2,18 +2,23 @@ import os
 import shutil
 import tempfile
 
+import jax
 import pytest
 
-# One JAX compilation cache for the whole test session, shared by pytest-xdist's workers and
-# every subprocess they start (they inherit the environment): dozens of tests run the same tiny
-# experiments.run and pretraining programs, and XLA compiling them afresh in each process was
-# a third of the command-line tests' time (tests/experiments/test_run.py: 239 s -> 173 s).
-# min compile time 0: most of these programs compile in under JAX's default 1 s threshold.
-# A size limit turns on JAX's file lock around every read and write of the cache (the
-# `filelock` package, in the test extra); without it a process can read an entry another one
-# is still writing, warn on stderr and compile anew. Set here, at import, so it holds before
-# anything compiles; the process that creates the directory (the controller under xdist)
-# removes it at the end. A cached executable is the compiled one: results are bit-identical.
+# One JAX compilation cache for the whole test session, used by every subprocess the tests
+# start (experiments.run and the other entry points; they inherit the environment): dozens of
+# tests start the same tiny programs, and each process compiling them afresh was about a third
+# of the command-line tests' time (tests/experiments/test_run.py: 239 s -> 142-173 s). Most of
+# those programs compile in under JAX's default 1 s threshold, hence 0 (0.1 s kept 19 entries
+# and lost the gain). A size limit turns on JAX's file lock around every read and write (the
+# `filelock` package, in the test extra); without it a process can read an entry another is
+# still writing, warn on stderr and compile anew. The lock's price is a scan of the whole cache
+# at every write, so the pytest processes themselves do not use the cache: their thousands of
+# small in-process programs (1,441 entries for tests/flows and tests/agent alone) made that
+# scan cost more than the cache saved, and one process compiles each program once anyway.
+# Set at import, before anything compiles; the process that creates the directory (the
+# controller under xdist) removes it at the end. A cached executable is the compiled one:
+# results are bit-identical.
 _CACHE_ENV = "LFJAX_TESTS_JAX_CACHE"
 _OWN_CACHE = _CACHE_ENV not in os.environ
 if _OWN_CACHE:
@@ -26,6 +31,7 @@ try:
     os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 << 30)  # bytes: never reached
 except ImportError:
     pass
+jax.config.update("jax_enable_compilation_cache", False)  # this process only, see above
 
 
 def pytest_unconfigure(config):
