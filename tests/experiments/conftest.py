@@ -10,6 +10,12 @@ from lfjax.datagen import generate_dataset
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
+def cli_env(root, **extra: str) -> dict[str, str]:
+    """The environment an entry point runs in here: ours, with Minari data under ``root``, on
+    the CPU, plus ``extra``."""
+    return {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu", **extra}
+
+
 @pytest.fixture(scope="session")
 def minari_root(tmp_path_factory):
     """A Minari data path holding a 4,000-step maze2d-umaze dataset, generated once for all the
@@ -57,8 +63,7 @@ app.run(lambda argv: sys.exit(command.main(argv)))
 def run_killed_after_epoch(epoch: int, module: str, args: list[str], root) -> subprocess.CompletedProcess:
     """``python -m <module> <args>`` with Minari data under ``root``, killed by SIGKILL right
     after the flow pretraining's checkpoint of ``epoch`` is committed."""
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu"}
     return subprocess.run(
         [sys.executable, "-c", _KILL_AFTER_EPOCH, str(epoch), module, *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=cli_env(root), capture_output=True, text=True, timeout=600,
     )

@@ -1,8 +1,6 @@
 """`python -m experiments.convert_d4rl` as a user runs it, on a small synthetic D4RL-style
 hdf5 file: what it writes and prints, --overwrite, and one-line errors with exit status 2."""
 
-import os
-import pathlib
 import subprocess
 import sys
 
@@ -10,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from .conftest import REPO, cli_env
 
 
 def write_d4rl(path, obs_dim=11, action_dim=3):
@@ -29,7 +27,7 @@ def write_d4rl(path, obs_dim=11, action_dim=3):
 
 
 def convert(args, root):
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu"}
+    env = cli_env(root)
     return subprocess.run(
         [sys.executable, "-m", "experiments.convert_d4rl", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,

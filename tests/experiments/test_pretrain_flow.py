@@ -1,8 +1,6 @@
 """`python -m experiments.pretrain_flow`, and `experiments.run` reusing what it saved."""
 
 import json
-import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -10,15 +8,14 @@ import sys
 import jax
 import numpy as np
 
-from .conftest import run_killed_after_epoch
+from .conftest import REPO, cli_env, run_killed_after_epoch
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 FLOW = ["--env=maze2d-umaze", "--preset=quick", "--seed=1", "--flow_blocks=2", "--flow_epochs=2",
         "--flow_batch_size=256", "--noprogress"]
 
 
 def cli(module, args, root):
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu"}
+    env = cli_env(root)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 

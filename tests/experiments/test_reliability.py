@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from .conftest import REPO, cli_env
 
 
 def _cli(args, root):
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu"}
+    env = cli_env(root)
     return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -93,8 +93,7 @@ def test_killed_during_a_checkpoint_save_resumes_from_the_last_committed_one(
     workdir, finished = finished_run
     half = tmp_path / "w"
     marker = tmp_path / "saving"
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu",
-           "LFJAX_TEST_HANG_AT": "40", "LFJAX_TEST_MARKER": str(marker)}
+    env = cli_env(minari_root, LFJAX_TEST_HANG_AT="40", LFJAX_TEST_MARKER=str(marker))
     flow = f"--flow_dir={workdir / 'flow'}"  # the finished run's flow, reused: no pretraining
     proc = subprocess.Popen([sys.executable, "-c", HANG_IN_SAVE, *TINY, flow, f"--workdir={half}"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -161,7 +160,7 @@ def test_empty_minari_path_is_one_clear_line(module, tmp_path):
 
 def test_workdir_inside_a_file_is_one_clear_line(minari_root, tmp_path):
     (tmp_path / "a_file").write_text("")
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
+    env = cli_env(minari_root)
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.run", "--env=maze2d-umaze", "--preset=quick",
          f"--workdir={tmp_path / 'a_file' / 'w'}", "--noprogress"],

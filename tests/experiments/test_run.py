@@ -1,8 +1,6 @@
 """`python -m experiments.run` end to end on a tiny configuration, as a user runs it."""
 
 import json
-import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -11,9 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from .conftest import run_killed_after_epoch
+from .conftest import REPO, cli_env, run_killed_after_epoch
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY = [
     "--env=maze2d-umaze", "--preset=quick", "--num_seeds=2", "--seed=3",
     "--flow_blocks=2", "--flow_epochs=2", "--flow_batch_size=256",
@@ -23,7 +20,7 @@ TINY = [
 
 
 def run(args, root, **kwargs):
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu"}
+    env = cli_env(root)
     return subprocess.run(
         [sys.executable, "-m", "experiments.run", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kwargs,
@@ -74,7 +71,7 @@ def test_killed_run_resumes_to_identical_results(finished, minari_root, tmp_path
     were (their measured updates/s included) instead of computing them again."""
     reference, _ = finished
     workdir = tmp_path / "w"
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
+    env = cli_env(minari_root)
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.run", *TINY, f"--workdir={workdir}"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -127,7 +124,7 @@ def test_a_second_command_on_a_running_workdir_is_refused_naming_the_first(minar
     its workdir. The writers are refused in one line naming it, with nothing written; evaluate
     says it reads a run still training; the first run finishes untouched."""
     workdir = tmp_path / "w"
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_root), "JAX_PLATFORMS": "cpu"}
+    env = cli_env(minari_root)
     first = subprocess.Popen(
         [sys.executable, "-m", "experiments.run", *TINY, f"--workdir={workdir}"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -207,7 +204,7 @@ def test_workdir_of_another_config_is_refused(finished, minari_root):
 
 
 def evaluate(args, root):
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu"}
+    env = cli_env(root)
     return subprocess.run([sys.executable, "-m", "experiments.evaluate", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 

@@ -3,7 +3,6 @@ tags and steps, an offline W&B run directory, and one clear line when a tracker'
 missing."""
 
 import json
-import os
 import pathlib
 import struct
 import subprocess
@@ -13,7 +12,8 @@ import pytest
 
 from experiments import tracking
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from .conftest import REPO, cli_env
+
 TINY = [
     "--env=maze2d-umaze", "--preset=quick", "--num_seeds=2", "--seed=3",
     "--flow_blocks=2", "--flow_epochs=2", "--flow_batch_size=256",
@@ -108,7 +108,7 @@ def test_missing_package_names_the_extra(monkeypatch, flag, module, extra):
 
 
 def run(args, root, **env):
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "JAX_PLATFORMS": "cpu", **env}
+    env = cli_env(root, **env)
     return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 
