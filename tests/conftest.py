@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -25,12 +26,8 @@ if _OWN_CACHE:
     os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="lfjax-tests-jax-cache-")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_CACHE_ENV]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-try:
-    import filelock  # noqa: F401  (JAX refuses a size limit without it)
-
+if importlib.util.find_spec("filelock") is not None:  # JAX refuses a size limit without it
     os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 << 30)  # bytes: never reached
-except ImportError:
-    pass
 jax.config.update("jax_enable_compilation_cache", False)  # this process only, see above
 
 
