@@ -68,6 +68,20 @@ class AWACConfig:
         hidden_dims: hidden widths of actor and critic MLPs (4 Linear layers in all).
         log_std_min: lower clip of the actor's log standard deviation.
         log_std_max: upper clip of the actor's log standard deviation.
+
+    Stability options (SPEC.md 8; all off by default, and off the update is the paper's to the
+    bit). The sweepable ones are scalars that members of one program may set each for itself:
+        critic_layer_norm: LayerNorm after every hidden Dense of the critics, before the ReLU
+            (ReBRAC's and RLPD's critics); it bounds how fast Q can extrapolate.
+        num_critics: critics in the ensemble (the paper: 2); targets, values and the advantage
+            use the minimum over all of them.
+        td_target_clip: clip TD targets to the returns the data's reward range allows,
+            [min(r_min, r_min / (1 - gamma)), max(r_max, r_max / (1 - gamma))] ([0, 100] on
+            maze2d), so no critic is regressed onto an impossible value.
+        tau_final: when set, tau decays from `tau` toward it with half-life `tau_half_life`
+            updates: tau_t = tau_final + (tau - tau_final) * 0.5 ** (t / tau_half_life); a fast
+            target early propagates the sparse reward, a slow one later keeps it steady.
+        tau_half_life: updates per halving of tau - tau_final (None: no decay).
     """
 
     batch_size: int = 512
@@ -80,6 +94,11 @@ class AWACConfig:
     hidden_dims: tuple[int, ...] = (256, 256, 256)
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+    critic_layer_norm: bool = False
+    num_critics: int = 2
+    td_target_clip: bool = False
+    tau_final: float | None = None
+    tau_half_life: float | None = None
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -90,6 +109,15 @@ class AWACConfig:
             raise ValueError(f"awac_lambda must be positive, got {self.awac_lambda}")
         if self.log_std_min > self.log_std_max:
             raise ValueError("log_std_min must not exceed log_std_max")
+        if self.num_critics < 1:
+            raise ValueError(f"num_critics must be positive, got {self.num_critics}")
+        if self.tau_final is not None and not 0.0 < self.tau_final <= 1.0:
+            raise ValueError(f"tau_final must be in (0, 1], got {self.tau_final}")
+        if self.tau_half_life is not None and self.tau_half_life <= 0.0:
+            raise ValueError(f"tau_half_life must be positive, got {self.tau_half_life}")
+        if (self.tau_final is None) != (self.tau_half_life is None):
+            raise ValueError("tau_final and tau_half_life go together: set both to decay tau, "
+                             "or neither")
         # A list would make the config unhashable, and jit needs it hashable.
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
 
@@ -109,7 +137,8 @@ class AWACConfig:
 
 # The AWACConfig fields that members of one jitted program may set each for itself: scalars that
 # change no shape (lfjax.agent carries them per member in its train state).
-SWEEPABLE = ("awac_lambda", "tau", "actor_lr", "critic_lr", "gamma", "weight_clip")
+SWEEPABLE = ("awac_lambda", "tau", "actor_lr", "critic_lr", "gamma", "weight_clip", "tau_final",
+             "tau_half_life")
 # Of those, the ones behaviour cloning uses (it has no critics and no advantage weights).
 SWEEPABLE_BC = ("actor_lr",)
 

@@ -28,17 +28,22 @@ class MLP(nn.Module):
             official PyTorch code) or any callable.
         zero_init_output: zero the output layer's kernel and bias, so that a coupling
             layer starts as the identity.
+        layer_norm: LayerNorm after every hidden Dense, before the activation (the critics'
+            stability option).
     """
 
     hidden_dims: Sequence[int]
     out_dim: int
     activation: str | Callable[[jnp.ndarray], jnp.ndarray] = "relu"
     zero_init_output: bool = False
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         for width in self.hidden_dims:
             x = nn.Dense(width)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
             if self.activation == "prelu":
                 x = PReLU()(x)
             elif self.activation == "relu":

@@ -26,6 +26,20 @@ def td_target(
     return jax.lax.stop_gradient(y)
 
 
+def td_target_bounds(
+    reward_min: jnp.ndarray, reward_max: jnp.ndarray, gamma: float
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The range every true return lies in, given the data's reward range: scalars -> (lo, hi).
+
+    Forever at the lowest reward gives r_min / (1 - gamma), one step and a terminal gives r_min
+    (the lower of the two when r_min > 0); likewise for the highest. The TD-target clip
+    (AWACConfig.td_target_clip) holds targets inside it.
+    """
+    lo = jnp.minimum(reward_min, reward_min / (1.0 - gamma))
+    hi = jnp.maximum(reward_max, reward_max / (1.0 - gamma))
+    return lo, hi
+
+
 def critic_loss(q: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
     """MSE(Q1(s,a), y) + MSE(Q2(s,a), y): q [C, B], target [B] -> scalar.
 

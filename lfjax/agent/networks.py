@@ -54,10 +54,13 @@ class TwinCritic(nn.Module):
 
     One module with a leading critic axis on every parameter means one batched matmul per
     layer instead of two, and one optimizer/target update over a single pytree.
+    num_critics: 2 in the paper (twin critics); more is a stability option. layer_norm:
+    LayerNorm before every hidden ReLU (another).
     """
 
     hidden_dims: Sequence[int]
     num_critics: int = 2
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, observations: jnp.ndarray, actions: jnp.ndarray) -> jnp.ndarray:
@@ -73,4 +76,5 @@ class TwinCritic(nn.Module):
             axis_size=self.num_critics,
         )
         inputs = jnp.concatenate([observations, actions], axis=-1)
-        return ensemble(self.hidden_dims, 1, activation="relu")(inputs)[..., 0]
+        mlp = ensemble(self.hidden_dims, 1, activation="relu", layer_norm=self.layer_norm)
+        return mlp(inputs)[..., 0]

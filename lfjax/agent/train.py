@@ -37,7 +37,10 @@ class LatentDecoder(Protocol):
 
 @flax.struct.dataclass
 class Hyperparams:
-    """One member's scalar hyperparameters, float32 [] each ([N] for N members)."""
+    """One member's scalar hyperparameters, float32 [] each ([N] for N members).
+
+    tau_final and tau_half_life hold tau and inf when the member's tau does not decay: the
+    schedule then gives tau itself, exactly (`target_step_size`)."""
 
     awac_lambda: jax.Array
     tau: jax.Array
@@ -45,18 +48,34 @@ class Hyperparams:
     critic_lr: jax.Array
     gamma: jax.Array
     weight_clip: jax.Array
+    tau_final: jax.Array
+    tau_half_life: jax.Array
+
+
+def _hparam_values(config: AWACConfig) -> dict[str, float]:
+    values = {k: getattr(config, k) for k in SWEEPABLE}
+    if config.tau_final is None:  # no decay (AWACConfig allows both or neither)
+        values.update(tau_final=config.tau, tau_half_life=float("inf"))
+    return values
 
 
 def hyperparams(config: AWACConfig) -> Hyperparams:
     """config's sweepable scalars as float32 arrays []."""
-    return Hyperparams(**{k: jnp.asarray(getattr(config, k), jnp.float32) for k in SWEEPABLE})
+    return Hyperparams(**{k: jnp.asarray(v, jnp.float32) for k, v in _hparam_values(config).items()})
 
 
 def stack_hyperparams(configs: list[AWACConfig]) -> Hyperparams:
     """One Hyperparams with a leading member axis [len(configs)]."""
-    return Hyperparams(**{
-        k: jnp.asarray([getattr(c, k) for c in configs], jnp.float32) for k in SWEEPABLE
-    })
+    values = [_hparam_values(c) for c in configs]
+    return Hyperparams(**{k: jnp.asarray([v[k] for v in values], jnp.float32) for k in SWEEPABLE})
+
+
+def target_step_size(hp: Hyperparams, step: jax.Array) -> jax.Array:
+    """The Polyak step of update ``step``: tau_final + (tau - tau_final) * 0.5 ** (step /
+    tau_half_life), float32 []. Without decay (tau_final = tau, half-life inf) it is tau to the
+    bit: tau + 0 * 1."""
+    decay = jnp.exp2(-step.astype(jnp.float32) / hp.tau_half_life)
+    return hp.tau_final + (hp.tau - hp.tau_final) * decay
 
 
 @flax.struct.dataclass
@@ -85,7 +104,9 @@ def _networks(config: AWACConfig, flow: LatentDecoder) -> tuple[TanhGaussianActo
         log_std_min=config.log_std_min,
         log_std_max=config.log_std_max,
     )
-    return actor, TwinCritic(hidden_dims=config.hidden_dims)
+    critic = TwinCritic(hidden_dims=config.hidden_dims, num_critics=config.num_critics,
+                        layer_norm=config.critic_layer_norm)
+    return actor, critic
 
 
 def _optimizers() -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
@@ -137,13 +158,17 @@ def _all_finite(tree: Any) -> jax.Array:
 def make_update_step(
     config: AWACConfig, flow: LatentDecoder, *, behaviour_cloning: bool = False
 ) -> Callable[[TrainState, Any, Any, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
-    """Returns update_step(state, flow_params, dataset, key) -> (state, metrics) for one seed.
+    """Returns update_step(state, flow_params, dataset, key, reward_range=None) -> (state,
+    metrics) for one seed.
 
     flow_params: the frozen flow's parameters (`flow.freeze(params)`); never differentiated.
     dataset: transitions with fields observations [M, S], actions [M, A], rewards [M],
         next_observations [M, S], terminals [M] (normalized states, float32).
     key: randomness of this update (batch indices and the three policy samples).
-    metrics: scalars critic_loss, actor_loss, q_mean, weight_mean, weight_clipped_frac, finite.
+    reward_range: (min, max) of dataset.rewards, for config.td_target_clip; computed from the
+        dataset when None (`make_train` computes it once per chunk instead of per update).
+    metrics: scalars critic_loss, actor_loss, q_mean, weight_mean, weight_clipped_frac, finite,
+        tau (this update's Polyak step); with td_target_clip also target_clipped_frac.
 
     behaviour_cloning: the actor's loss with every weight 1 and no critics (the BC baseline):
     update_step then draws the same batch and actor sample as AWAC's and its metrics are
@@ -154,7 +179,7 @@ def make_update_step(
     actor, critic = _networks(config, flow)
     actor_opt, critic_opt = _optimizers()
 
-    def update_step(state, flow_params, dataset, key):
+    def update_step(state, flow_params, dataset, key, reward_range=None):
         flow_params = jax.lax.stop_gradient(flow_params)
         hp = state.hparams
         batch_key, sample_key, actor_key = jax.random.split(key, 3)
@@ -180,6 +205,13 @@ def make_update_step(
         # Critic step.
         next_q = critic.apply(state.target_critic_params, next_obs, next_pi_actions)
         target = losses.td_target(rewards, terminals, next_q, hp.gamma)
+        if config.td_target_clip:
+            if reward_range is None:
+                reward_range = (jnp.min(dataset.rewards), jnp.max(dataset.rewards))
+            lo, hi = losses.td_target_bounds(*reward_range, hp.gamma)
+            clipped = jnp.clip(target, lo, hi)
+            target_clipped_frac = jnp.mean(clipped != target)
+            target = clipped
 
         def critic_loss_fn(critic_params):
             q = critic.apply(critic_params, obs, actions)
@@ -206,8 +238,11 @@ def make_update_step(
         actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)
         actor_params = _apply(state.actor_params, actor_updates, hp.actor_lr)
 
+        # Computed for every member: without decay it is hp.tau to the bit, and a grid may mix
+        # members with and without it.
+        tau = target_step_size(hp, state.step)
         target_critic_params = optax.incremental_update(
-            critic_params, state.target_critic_params, hp.tau
+            critic_params, state.target_critic_params, tau
         )
 
         new_state = state.replace(
@@ -229,8 +264,11 @@ def make_update_step(
             "q_mean": jnp.mean(q_data),
             "weight_mean": jnp.mean(weights),
             "weight_clipped_frac": jnp.mean(weights >= hp.weight_clip),
+            "tau": tau,
             "finite": finite,
         }
+        if config.td_target_clip:
+            metrics["target_clipped_frac"] = target_clipped_frac
         return new_state, metrics
 
     return update_step
@@ -241,7 +279,8 @@ def _make_bc_update_step(config: AWACConfig, flow: LatentDecoder):
     actor, _ = _networks(config, flow)
     actor_opt, _ = _optimizers()
 
-    def update_step(state, flow_params, dataset, key):
+    def update_step(state, flow_params, dataset, key, reward_range=None):
+        del reward_range  # no critics
         flow_params = jax.lax.stop_gradient(flow_params)
         # Same key split as AWAC's update, so the batch and the actor's sample line up.
         batch_key, _, actor_key = jax.random.split(key, 3)
@@ -293,9 +332,11 @@ def make_train(
     def run_chunk(state, flow_params, dataset, num_updates):
         rng, chunk_key = jax.random.split(state.rng)
         keys = jax.random.split(chunk_key, num_updates)
+        # Once per chunk rather than once per update (a pass over every reward).
+        reward_range = (jnp.min(dataset.rewards), jnp.max(dataset.rewards)) if config.td_target_clip else None
 
         def body(state, key):
-            return update_step(state, flow_params, dataset, key)
+            return update_step(state, flow_params, dataset, key, reward_range)
 
         state, metrics = jax.lax.scan(body, state.replace(rng=rng), keys)
         return state, metrics

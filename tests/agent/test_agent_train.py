@@ -166,7 +166,7 @@ def test_seed_axis_shapes_and_metrics(train, init):
     flow_params = {"scale": jnp.ones((n,))}
     states, metrics = train(states, flow_params, STEPS)
     assert set(metrics) == {
-        "critic_loss", "actor_loss", "q_mean", "weight_mean", "weight_clipped_frac", "finite",
+        "critic_loss", "actor_loss", "q_mean", "weight_mean", "weight_clipped_frac", "tau", "finite",
     }
     assert all(v.shape == (n, STEPS) for v in metrics.values())
     assert np.all(metrics["finite"])

@@ -1,0 +1,197 @@
+"""The critics' stability options (AWACConfig: critic_layer_norm, num_critics, td_target_clip,
+tau_final / tau_half_life): off, the update is the paper's to the bit; on, each does what it
+says on hand-made inputs."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ScaleFlow, Transitions, random_transitions
+from reference_update import reference_update_step
+
+from lfjax.agent import (
+    AWACConfig,
+    TwinCritic,
+    make_init,
+    make_train,
+    make_update_step,
+    stack_hyperparams,
+)
+from lfjax.agent.losses import td_target_bounds
+from lfjax.agent.train import target_step_size
+from lfjax.configs import quick_preset
+from lfjax.flows import make_flow
+from lfjax.networks import MLP
+
+
+def _paper_sized(config: AWACConfig) -> AWACConfig:
+    # The paper's update, small enough for a test: only the sizes differ.
+    return dataclasses.replace(config, batch_size=64, hidden_dims=(32, 32, 32))
+
+
+@pytest.mark.parametrize("preset", ["paper", "quick"])
+def test_with_every_option_off_the_update_is_the_papers_to_the_bit(preset):
+    """make_update_step with the options off equals the update as it was before them
+    (tests/agent/reference_update.py, kept verbatim), on a real 2-block flow, for five
+    consecutive updates: every parameter, optimizer moment and metric, bit for bit."""
+    config = AWACConfig() if preset == "paper" else quick_preset("maze2d-umaze").agent
+    config = _paper_sized(config)
+    flow = make_flow(action_dim=2, state_dim=4, num_blocks=2, hidden_dims=(16, 16))
+    data = random_transitions(jax.random.PRNGKey(0), 512, obs_dim=4)
+    data = data.replace(actions=jnp.clip(data.actions, -0.95, 0.95),
+                        rewards=(data.rewards > 1.0).astype(jnp.float32))
+    frozen = flow.freeze(flow.init(jax.random.PRNGKey(1), data.actions, data.observations))
+    ours, reference = jax.jit(make_update_step(config, flow)), jax.jit(reference_update_step(config, flow))
+    a = b = make_init(config, flow, 4)(jax.random.PRNGKey(2))
+    for i in range(5):
+        key = jax.random.PRNGKey(10 + i)
+        a, metrics_a = ours(a, frozen, data, key)
+        b, metrics_b = reference(b, frozen, data, key)
+        jax.tree.map(np.testing.assert_array_equal, a, b)
+        for name, value in metrics_b.items():
+            np.testing.assert_array_equal(metrics_a[name], value, err_msg=name)
+    assert metrics_a["tau"] == np.float32(config.tau)  # the schedule's value without decay: tau itself
+
+
+def test_td_target_bounds_cover_both_signs_and_terminals():
+    lo, hi = td_target_bounds(jnp.float32(0.0), jnp.float32(1.0), 0.99)
+    np.testing.assert_allclose([lo, hi], [0.0, 100.0], rtol=1e-6)
+    # A positive minimum: one step then a terminal gives r_min itself, below r_min / (1 - gamma).
+    lo, hi = td_target_bounds(jnp.float32(0.5), jnp.float32(2.0), 0.9)
+    np.testing.assert_allclose([lo, hi], [0.5, 20.0], rtol=1e-6)
+    # A negative maximum: likewise r_max is the highest a terminal allows.
+    lo, hi = td_target_bounds(jnp.float32(-3.0), jnp.float32(-1.0), 0.9)
+    np.testing.assert_allclose([lo, hi], [-30.0, -1.0], rtol=1e-6)
+
+
+def _constant_target(state, value: float):
+    """The state with target critics that output `value` everywhere (last layer zero but its
+    bias)."""
+    params = state.target_critic_params
+    last = max(k for k in params["params"]["VmapMLP_0"] if k.startswith("Dense_"))
+    layer = params["params"]["VmapMLP_0"][last]
+    layer = {"kernel": jnp.zeros_like(layer["kernel"]), "bias": jnp.full_like(layer["bias"], value)}
+    new = {"params": {"VmapMLP_0": {**params["params"]["VmapMLP_0"], last: layer}}}
+    return state.replace(target_critic_params=new)
+
+
+@pytest.mark.parametrize("target_q, expected", [(500.0, 100.0), (-500.0, 0.0), (20.0, None)])
+def test_td_target_clip_on_a_hand_made_batch(target_q, expected):
+    """Rewards in {0, 1}, gamma 0.99: targets r + 0.99 * Q' are held in [0, 100]. With target
+    critics at 500 every target is clipped to 100, at -500 to 0; at 20 none is (21 or 19.8)."""
+    config = AWACConfig(batch_size=8, hidden_dims=(8, 8), td_target_clip=True)
+    flow = ScaleFlow(action_dim=2, latent_dim=2)
+    data = Transitions(
+        observations=jnp.array([[0.5, -1.0, 2.0], [1.0, 0.0, 0.0]]),
+        actions=jnp.array([[0.9, -0.2], [0.1, 0.3]]),
+        rewards=jnp.array([0.0, 1.0]),
+        next_observations=jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),
+        terminals=jnp.array([0.0, 0.0]),
+    )
+    state = _constant_target(make_init(config, flow, obs_dim=3)(jax.random.PRNGKey(0)), target_q)
+    key = jax.random.PRNGKey(1)
+    _, metrics = jax.jit(make_update_step(config, flow))(state, {"scale": jnp.asarray(1.0)}, data, key)
+    # The batch the step drew (its first key), and the online critics there.
+    idx = jax.random.randint(jax.random.split(key, 3)[0], (8,), 0, 2)
+    q = TwinCritic((8, 8)).apply(state.critic_params, data.observations[idx], data.actions[idx])
+    unclipped = data.rewards[idx] + 0.99 * target_q
+    y = unclipped if expected is None else jnp.full_like(unclipped, expected)
+    np.testing.assert_allclose(metrics["critic_loss"], jnp.sum(jnp.mean((q - y) ** 2, axis=1)), rtol=1e-5)
+    assert float(metrics["target_clipped_frac"]) == (0.0 if expected is None else 1.0)
+    # The same update without the clip regresses onto the raw targets.
+    plain = dataclasses.replace(config, td_target_clip=False)
+    _, raw = jax.jit(make_update_step(plain, flow))(state, {"scale": jnp.asarray(1.0)}, data, key)
+    np.testing.assert_allclose(raw["critic_loss"], jnp.sum(jnp.mean((q - unclipped) ** 2, axis=1)), rtol=1e-5)
+    assert "target_clipped_frac" not in raw
+
+
+def test_tau_decays_toward_tau_final_with_its_half_life():
+    config = AWACConfig(tau=0.01, tau_final=0.002, tau_half_life=1000.0)
+    hp = stack_hyperparams([config])
+    hp = jax.tree.map(lambda x: x[0], hp)
+    taus = [float(target_step_size(hp, jnp.asarray(t))) for t in (0, 1000, 2000, 100_000)]
+    np.testing.assert_allclose(taus, [0.01, 0.006, 0.004, 0.002], rtol=1e-5)
+    # A member without decay in the same grid: tau_final = tau, an infinite half-life.
+    mixed = stack_hyperparams([config, AWACConfig(tau=0.01)])
+    np.testing.assert_array_equal(mixed.tau_final, np.float32([0.002, 0.01]))
+    assert np.isinf(mixed.tau_half_life[1])
+
+
+def test_the_target_update_uses_the_decayed_tau():
+    """After 1000 updates with tau 0.01 -> 0.002 (half-life 1000), update 1001's Polyak step is
+    0.006: target' = 0.994 target + 0.006 critics."""
+    config = AWACConfig(batch_size=8, hidden_dims=(8, 8), tau=0.01, tau_final=0.002,
+                        tau_half_life=1000.0)
+    flow = ScaleFlow(action_dim=2, latent_dim=2)
+    data = random_transitions(jax.random.PRNGKey(0), 64)
+    state = make_init(config, flow, obs_dim=3)(jax.random.PRNGKey(0)).replace(step=jnp.int32(1000))
+    new, metrics = jax.jit(make_update_step(config, flow))(state, {"scale": jnp.asarray(1.0)}, data,
+                                                           jax.random.PRNGKey(1))
+    np.testing.assert_allclose(metrics["tau"], 0.006, rtol=1e-5)
+    expected = jax.tree.map(lambda t, c: 0.994 * t + 0.006 * c, state.target_critic_params,
+                            new.critic_params)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
+                 new.target_critic_params, expected)
+
+
+def test_more_critics_are_one_ensemble_and_the_target_takes_their_minimum():
+    config = AWACConfig(batch_size=8, hidden_dims=(8, 8), num_critics=5)
+    flow = ScaleFlow(action_dim=2, latent_dim=2)
+    state = make_init(config, flow, obs_dim=3)(jax.random.PRNGKey(0))
+    assert all(x.shape[0] == 5 for x in jax.tree.leaves(state.critic_params))
+    # One of five target critics far below the others: the target follows it.
+    params = state.target_critic_params
+    last = params["params"]["VmapMLP_0"]["Dense_2"]
+    bias = jnp.full_like(last["bias"], 10.0).at[3].set(-10.0)
+    low = {"params": {"VmapMLP_0": {**params["params"]["VmapMLP_0"],
+                                    "Dense_2": {"kernel": jnp.zeros_like(last["kernel"]), "bias": bias}}}}
+    state = state.replace(target_critic_params=low)
+    data = random_transitions(jax.random.PRNGKey(1), 64).replace(terminals=jnp.zeros(64))
+    key = jax.random.PRNGKey(2)
+    _, metrics = jax.jit(make_update_step(config, flow))(state, {"scale": jnp.asarray(1.0)}, data, key)
+    idx = jax.random.randint(jax.random.split(key, 3)[0], (8,), 0, 64)
+    q = TwinCritic((8, 8), num_critics=5).apply(state.critic_params, data.observations[idx],
+                                                 data.actions[idx])
+    y = data.rewards[idx] - 0.99 * 10.0
+    np.testing.assert_allclose(metrics["critic_loss"], jnp.sum(jnp.mean((q - y) ** 2, axis=1)), rtol=1e-5)
+
+
+def test_critic_layer_norm_normalizes_every_hidden_layer():
+    """With LayerNorm, scaling a hidden Dense layer's kernel and bias changes nothing after it
+    (LayerNorm is scale-invariant); without it, it does."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 5))
+    for layer_norm in (True, False):
+        mlp = MLP((8, 8), 1, layer_norm=layer_norm)
+        params = mlp.init(jax.random.PRNGKey(1), x)
+        names = set(params["params"])
+        assert ({"LayerNorm_0", "LayerNorm_1"} <= names) == layer_norm
+        for layer in ("Dense_0", "Dense_1"):
+            scaled = jax.tree.map(lambda p: p, params)
+            scaled["params"][layer] = jax.tree.map(lambda p: 7.0 * p, params["params"][layer])
+            same = np.allclose(mlp.apply(scaled, x), mlp.apply(params, x), rtol=1e-4, atol=1e-5)
+            assert same == layer_norm, (layer, layer_norm)
+    critic = TwinCritic((8, 8), layer_norm=True)
+    params = critic.init(jax.random.PRNGKey(2), x[:, :3], x[:, 3:])
+    assert "LayerNorm_0" in params["params"]["VmapMLP_0"]
+
+
+def test_options_train_finite_for_several_members():
+    config = AWACConfig(batch_size=16, hidden_dims=(16, 16), critic_layer_norm=True, num_critics=4,
+                        td_target_clip=True, tau_final=0.001, tau_half_life=10.0)
+    flow = ScaleFlow(action_dim=2, latent_dim=2)
+    states = jax.vmap(make_init(config, flow, 3))(jax.random.split(jax.random.PRNGKey(0), 2))
+    data = random_transitions(jax.random.PRNGKey(1), 128)
+    states, metrics = make_train(config, flow)(states, {"scale": jnp.ones(2)}, data, 20)
+    assert np.all(metrics["finite"]) and metrics["tau"].shape == (2, 20)
+    assert np.all(np.diff(metrics["tau"], axis=1) < 0)  # decaying every update
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="num_critics"):
+        AWACConfig(num_critics=0)
+    with pytest.raises(ValueError, match="go together"):
+        AWACConfig(tau_final=0.001)
+    with pytest.raises(ValueError, match="tau_half_life must be positive"):
+        AWACConfig(tau_final=0.001, tau_half_life=0.0)
