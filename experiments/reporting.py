@@ -80,10 +80,23 @@ def write_outputs(workdir: pathlib.Path, results: dict[str, Any]) -> None:
     members = results.get("members", [])
     grid = len(results.get("summary", [])) > 1
     names = [_member_column(m, grid) for m in members]
-    # None (a failed seed; every seed for mean and std) is an empty cell.
+    # None (a failed seed; every seed for mean and std) is an empty cell. Beside the scores:
+    # the critics' mean Q against the data's Monte-Carlo return, and per member its mean Q and
+    # the share of its episodes that reached a reward (`lfjax.stages.agent` diagnostics).
+    mc_return = results.get("data", {}).get("mc_return_mean")
+    per_member = ("q_mean", "reached", "q_start", "return_start")
+
+    def member_values(point, key):
+        values = point.get("diagnostics", {}).get(key)
+        return values if values is not None else [None] * len(names)
+
     rows = [[p["updates"], p["mean"], p["std"], *p["scores"],
-             " ".join(str(s) for s in p.get("failed_seeds", []))] for p in results["curve"]]
-    _write_csv(workdir / "curve.csv", ["updates", "mean", "std", *names, "failed_seeds"], rows)
+             " ".join(str(s) for s in p.get("failed_seeds", [])), p.get("q_mean"), mc_return,
+             *[v for key in per_member for v in member_values(p, key)]]
+            for p in results["curve"]]
+    header = ["updates", "mean", "std", *names, "failed_seeds", "q_mean", "data_mc_return",
+              *[f"{key}_{name}" for key in per_member for name in names]]
+    _write_csv(workdir / "curve.csv", header, rows)
     if grid:
         swept = list(results["summary"][0]["config"])
         long_rows = [
@@ -108,14 +121,55 @@ def _write_csv(path: pathlib.Path, header: list[str], rows: list[list]) -> None:
     tmp.replace(path)
 
 
+def _plot_q(ax, results: dict[str, Any]) -> None:
+    """Per configuration (a grid) or per seed, the critics' mean Q over each chunk, and the
+    data's mean discounted Monte-Carlo return at the agent's gamma (dashed): Q far above it
+    while the scores fall is overestimation."""
+    curve = [p for p in results["curve"] if p.get("diagnostics", {}).get("q_mean")]
+    if curve:
+        x = np.array([p["updates"] for p in curve])
+        q = np.array([[np.nan if v is None else v for v in p["diagnostics"]["q_mean"]]
+                      for p in curve], float)  # [points, M]
+        members = results.get("members", [])
+        grid = len(results.get("summary", [])) > 1
+        num_seeds = len(results["config"]["seeds"])
+        if grid:
+            for c in range(q.shape[1] // num_seeds):
+                label = " ".join(f"{k}={v:g}" for k, v in members[c * num_seeds]["config"].items())
+                ax.plot(x, np.nanmean(q[:, c * num_seeds:(c + 1) * num_seeds], axis=1), label=label)
+        else:
+            for m in range(q.shape[1]):
+                ax.plot(x, q[:, m], linewidth=1, label=f"seed {members[m]['seed']}" if members else None)
+    mc_return = results.get("data", {}).get("mc_return_mean")
+    if mc_return is not None:
+        ax.axhline(mc_return, linestyle="--", color="black", linewidth=1,
+                   label=f"data's MC return ({mc_return:.1f})")
+    # At the evaluation episodes' first steps: what the critics promise against what the
+    # policy then collected (mean over the members still going).
+    starts = [p for p in results["curve"] if p.get("diagnostics", {}).get("q_start")]
+    if starts:
+        x = [p["updates"] for p in starts]
+        mean = lambda values: np.nanmean(np.array([np.nan if v is None else v for v in values], float))
+        ax.plot(x, [mean(p["diagnostics"]["q_start"]) for p in starts], color="black",
+                marker="o", linewidth=1.5, label="Q at episode starts")
+        ax.plot(x, [mean(p["diagnostics"]["return_start"]) for p in starts], color="black",
+                marker="x", linestyle=":", linewidth=1.5, label="return collected from there")
+    ax.set_xlabel("updates")
+    ax.set_ylabel("mean Q(s, a) over data batches")
+    ax.set_title("critics")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=7)
+
+
 def plot_curves(path: pathlib.Path, results: dict[str, Any]) -> None:
-    """Normalized score vs updates (mean ± std over seeds), and the flow's validation NLL."""
+    """Normalized score vs updates (mean ± std over seeds), the critics' mean Q against the
+    data's discounted Monte-Carlo return, and the flow's validation NLL."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_score, ax_nll) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_score, ax_q, ax_nll) = plt.subplots(1, 3, figsize=(16, 4))
     curve = results["curve"]
     if curve:
         x = np.array([p["updates"] for p in curve])
@@ -141,6 +195,7 @@ def plot_curves(path: pathlib.Path, results: dict[str, Any]) -> None:
     ax_score.set_ylabel("normalized score")
     ax_score.set_title(results["config"]["env"])
     ax_score.legend(loc="best", fontsize=8)
+    _plot_q(ax_q, results)
     history = results.get("flow", {}).get("history", [])
     if history:
         epochs = [h["epoch"] for h in history]

@@ -40,18 +40,27 @@ flags.DEFINE_float("awac_lambda", None, "AWAC temperature lambda.")
 flags.DEFINE_float("tau", None, "Target-critic Polyak step.")
 flags.DEFINE_float("actor_lr", None, "Actor learning rate.")
 flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
+# The critics' stability options (AWACConfig; off in the paper preset).
+flags.DEFINE_bool("critic_layer_norm", None, "LayerNorm before every hidden ReLU of the critics.")
+flags.DEFINE_integer("num_critics", None, "Critics in the ensemble (paper: 2); targets use their minimum.")
+flags.DEFINE_bool("td_target_clip", None, "Clip TD targets to the returns the data's reward range allows.")
+flags.DEFINE_float("tau_final", None, "Decay tau toward this value (with --tau_half_life).")
+flags.DEFINE_float("tau_half_life", None, "Updates per halving of tau - tau_final (with --tau_final).")
 flags.DEFINE_multi_string("sweep", [], "A hyperparameter grid in the same program, repeatable: "
                           "--sweep=NAME=V1,V2,... over awac_lambda, tau, actor_lr, critic_lr, "
-                          "gamma, weight_clip; every combination times --num_seeds seeds.")
+                          "gamma, weight_clip, tau_final, tau_half_life; every combination times "
+                          "--num_seeds seeds.")
 shared_flags.define_tracking()  # --log_dir --wandb --wandb_project
 shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
-AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr")
+AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr", "critic_layer_norm",
+               "num_critics", "td_target_clip", "tau_final", "tau_half_life")
 RUN_FLAGS = ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes", "num_seeds",
              "seed", "flow_per_seed")
 # Flags that only mean something with a flow, or with critics (refused otherwise).
 FLOW_ONLY = ("flow_dir", "flow_per_seed", *shared_flags.FLOW_FLAGS)
-CRITIC_ONLY = ("awac_lambda", "tau", "critic_lr")
+CRITIC_ONLY = ("awac_lambda", "tau", "critic_lr", "critic_layer_norm", "num_critics",
+               "td_target_clip", "tau_final", "tau_half_life")
 
 
 def build_config():

@@ -6,6 +6,7 @@ step one by one (`lfjax.envs.EnvLoop`), or all in one MuJoCo call per step when 
 `lfjax.envs.BatchedEnv`, with bit-identical returns.
 """
 
+import dataclasses
 import functools
 import math
 from typing import Any, Callable
@@ -50,7 +51,39 @@ def _mean_std(state_stats: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
-def evaluate(
+@dataclasses.dataclass(frozen=True)
+class Episodes:
+    """What every evaluation episode did, [N seeds, E episodes] each.
+
+    Attributes:
+        returns: undiscounted returns, float64.
+        lengths: steps taken.
+        final_observations: [N, E, S] the last observation of each episode (where it ended).
+        first_reward_steps: the step (1-based) of the first non-zero reward, -1 when none came:
+            in a sparse-reward maze, when the goal was first reached.
+        first_observations: [N, E, S] each episode's first observation (raw, not normalized).
+        first_actions: [N, E, A] the action taken there.
+        discounted_returns: sum_t gamma^t r_t of each episode (None without a gamma): what a
+            critic's Q(first observation, first action) estimates, but for the episode's
+            end (truncation) cutting the tail.
+    """
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    final_observations: np.ndarray
+    first_reward_steps: np.ndarray
+    first_observations: np.ndarray
+    first_actions: np.ndarray
+    discounted_returns: np.ndarray | None = None
+
+
+def evaluate(*args, **kwargs) -> np.ndarray:
+    """Undiscounted returns of every seed's policy: -> [N, num_episodes] float64.
+    `evaluate_episodes(...).returns`; the arguments are evaluate_episodes'."""
+    return evaluate_episodes(*args, **kwargs).returns
+
+
+def evaluate_episodes(
     act_fn: ActFn,
     agent_params: Any,
     flow_params: Any,
@@ -62,8 +95,10 @@ def evaluate(
     seed_indices: Any = None,
     num_run_seeds: int | None = None,
     batched_env: BatchedEnv | None = None,
-) -> np.ndarray:
-    """Undiscounted returns of every seed's policy: -> [N, num_episodes] float64.
+    gamma: float | None = None,
+) -> Episodes:
+    """Every seed's policy rolled out: -> Episodes [N, num_episodes] (returns float64, lengths,
+    final observations [N, num_episodes, S], first reward steps).
 
     Args:
         act_fn: act(actor_params, flow_params, normalized_obs [B, S], key) -> actions [B, A]
@@ -87,6 +122,7 @@ def evaluate(
             (`lfjax.envs.make_batched_env(spec, N * num_episodes)`; keep it across calls): the
             same returns, bit for bit, without a Python env.step per copy; make_env is then
             not called. The caller closes it.
+        gamma: also sum each episode's rewards discounted by gamma (Episodes.discounted_returns).
 
     Raises NonFiniteParametersError, before any rollout, when a seed's agent or flow
     parameters are not all finite (a diverged seed has no score; the caller leaves it out).
@@ -124,6 +160,9 @@ def evaluate(
         obs = envs.reset(seed + copies).astype(np.float32)
         returns = np.zeros(num_envs, np.float64)
         lengths = np.zeros(num_envs, np.int64)
+        first_reward = np.full(num_envs, -1, np.int64)
+        discounted = np.zeros(num_envs, np.float64)
+        first_obs, first_actions = obs.copy(), None
         done = np.zeros(num_envs, bool)
         key = jax.random.PRNGKey(seed)
         while not done.all():
@@ -136,17 +175,31 @@ def evaluate(
                 keys = keys[seed_indices]
             actions = batched_act(agent_params, flow_params, jnp.asarray(norm_obs), keys)
             actions = np.asarray(actions).reshape(num_envs, -1)
+            if first_actions is None:
+                first_actions = actions.copy()
             active = ~done
             next_obs, reward, terminated, truncated = envs.step(actions, active)
             obs[active] = next_obs[active]
             returns[active] += reward[active]
             lengths[active] += 1
+            first = active & (first_reward < 0) & (reward != 0)
+            first_reward[first] = lengths[first]
+            if gamma is not None:
+                discounted[active] += gamma ** (lengths[active] - 1) * reward[active]
             capped = max_episode_steps is not None and lengths >= max_episode_steps
             done |= active & (terminated | truncated | capped)
     finally:
         if batched_env is None:
             envs.close()
-    return returns.reshape(num_seeds, num_episodes)
+    return Episodes(
+        returns=returns.reshape(num_seeds, num_episodes),
+        lengths=lengths.reshape(num_seeds, num_episodes),
+        final_observations=np.asarray(obs, np.float64).reshape(num_seeds, num_episodes, -1),
+        first_reward_steps=first_reward.reshape(num_seeds, num_episodes),
+        first_observations=np.asarray(first_obs, np.float64).reshape(num_seeds, num_episodes, -1),
+        first_actions=first_actions.reshape(num_seeds, num_episodes, -1),
+        discounted_returns=None if gamma is None else discounted.reshape(num_seeds, num_episodes),
+    )
 
 
 def normalized_score(returns: Any, ref_min_score: float, ref_max_score: float) -> Any:

@@ -168,3 +168,28 @@ def test_a_seed_with_non_finite_parameters_is_never_rolled_out():
         evaluate(constant_act, jnp.ones(3), flow, (np.zeros(2), np.ones(2)), make_env, num_episodes=2,
                  seed_indices=[5, 6, 7], num_run_seeds=8)
     assert made == []  # refused before any env was made
+
+
+def test_episodes_record_where_each_ended_and_when_the_first_reward_came():
+    """evaluate_episodes: returns as evaluate's, lengths, the last observation of each
+    episode (never one after its end) and the 1-based step of the first non-zero reward (-1
+    for a policy that earns none)."""
+    from lfjax.evaluation import evaluate_episodes
+
+    agent = jnp.array([0.5, 0.0, 1.0])  # seed 1 earns no reward at all
+    flow = jnp.ones(3)
+    make_env = lambda i: CountdownEnv(length=2 + i % 4)
+    run = evaluate_episodes(constant_act, agent, flow, (np.zeros(2), np.ones(2)), make_env, num_episodes=5,
+                            gamma=0.5)
+    lengths = np.array([2 + i % 4 for i in range(15)]).reshape(3, 5)
+    np.testing.assert_array_equal(run.lengths, lengths)
+    np.testing.assert_allclose(run.returns, evaluate(constant_act, agent, flow, (np.zeros(2), np.ones(2)),
+                                                     make_env, num_episodes=5))
+    np.testing.assert_array_equal(run.final_observations[..., 0], lengths)  # obs = [t, length]
+    np.testing.assert_array_equal(run.final_observations[..., 1], lengths)
+    np.testing.assert_array_equal(run.first_reward_steps, [[1] * 5, [-1] * 5, [1] * 5])
+    np.testing.assert_array_equal(run.first_observations, np.stack([np.zeros((3, 5)), lengths], -1))
+    np.testing.assert_array_equal(run.first_actions[..., 0], np.repeat([[0.5], [0.0], [1.0]], 5, 1))
+    # Reward a per step: sum_t 0.5^t a = a (2 - 2 * 0.5^length).
+    np.testing.assert_allclose(run.discounted_returns,
+                               np.array([0.5, 0.0, 1.0])[:, None] * (2 - 2 * 0.5 ** lengths))

@@ -37,10 +37,10 @@ class LatentDecoder(Protocol):
 
 @flax.struct.dataclass
 class Hyperparams:
-    """One member's scalar hyperparameters, float32 [] each ([N] for N members).
-
-    tau_final and tau_half_life hold tau and inf when the member's tau does not decay: the
-    schedule then gives tau itself, exactly (`target_step_size`)."""
+    """One member's scalar hyperparameters, float32 [] each ([N] for N members): the
+    SWEEPABLE settings of AWACConfig, with the decay of tau as tau_final and a rate
+    1 / tau_half_life (tau_final = tau and rate 0 when tau does not decay: the schedule then
+    gives tau itself, exactly, `target_step_size`)."""
 
     awac_lambda: jax.Array
     tau: jax.Array
@@ -49,13 +49,15 @@ class Hyperparams:
     gamma: jax.Array
     weight_clip: jax.Array
     tau_final: jax.Array
-    tau_half_life: jax.Array
+    tau_decay_rate: jax.Array
 
 
 def _hparam_values(config: AWACConfig) -> dict[str, float]:
-    values = {k: getattr(config, k) for k in SWEEPABLE}
+    values = {k: getattr(config, k) for k in SWEEPABLE if k != "tau_half_life"}
     if config.tau_final is None:  # no decay (AWACConfig allows both or neither)
-        values.update(tau_final=config.tau, tau_half_life=float("inf"))
+        values.update(tau_final=config.tau, tau_decay_rate=0.0)
+    else:
+        values["tau_decay_rate"] = 1.0 / config.tau_half_life
     return values
 
 
@@ -67,14 +69,14 @@ def hyperparams(config: AWACConfig) -> Hyperparams:
 def stack_hyperparams(configs: list[AWACConfig]) -> Hyperparams:
     """One Hyperparams with a leading member axis [len(configs)]."""
     values = [_hparam_values(c) for c in configs]
-    return Hyperparams(**{k: jnp.asarray([v[k] for v in values], jnp.float32) for k in SWEEPABLE})
+    return Hyperparams(**{k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]})
 
 
 def target_step_size(hp: Hyperparams, step: jax.Array) -> jax.Array:
     """The Polyak step of update ``step``: tau_final + (tau - tau_final) * 0.5 ** (step /
-    tau_half_life), float32 []. Without decay (tau_final = tau, half-life inf) it is tau to the
-    bit: tau + 0 * 1."""
-    decay = jnp.exp2(-step.astype(jnp.float32) / hp.tau_half_life)
+    tau_half_life), float32 []. Without decay (tau_final = tau, rate 0) it is tau to the bit:
+    tau + 0 * 1."""
+    decay = jnp.exp2(-step.astype(jnp.float32) * hp.tau_decay_rate)
     return hp.tau_final + (hp.tau - hp.tau_final) * decay
 
 
@@ -347,6 +349,18 @@ def make_train(
         return jax.vmap(chunk, in_axes=(0, 0, None))(states, flow_params, dataset)
 
     return train_chunk
+
+
+def make_q(config: AWACConfig, flow: LatentDecoder) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+    """Returns q(critic_params, observations [B, S] (normalized), actions [B, A]) -> [B], the
+    minimum over the critics, as the update's targets and advantages use them. One member per
+    call; vmap it for many."""
+    _, critic = _networks(config, flow)
+
+    def q(critic_params, observations, actions):
+        return jnp.min(critic.apply(critic_params, observations, actions), axis=0)
+
+    return q
 
 
 def make_act(

@@ -117,6 +117,18 @@ def position_to_cell(layout: MazeLayout, x: float, y: float) -> Cell:
     return min(max(row, 0), layout.height - 1), min(max(col, 0), layout.width - 1)
 
 
+def where_episodes_end(maze_name: str, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Final positions [..., 2] -> (distance to the evaluation goal [...], cell (row, col)
+    [..., 2] int): where a policy's episodes stop, to tell a seed that waits in a corner from
+    one that circles the goal."""
+    layout = get_layout(maze_name)
+    positions = np.asarray(positions, np.float64)
+    distance = np.linalg.norm(positions - layout.goal, axis=-1)
+    flat = positions.reshape(-1, 2)
+    cells = np.array([position_to_cell(layout, x, y) for x, y in flat], np.int64)
+    return distance, cells.reshape(*positions.shape[:-1], 2)
+
+
 def goal_reward(positions: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """Sparse relabeled reward: positions [..., 2], goal [2] -> [...] float32 in {0, 1}."""
     distance = np.linalg.norm(np.asarray(positions, np.float64) - goal, axis=-1)

@@ -21,7 +21,15 @@ The results dict it returns (and hands to ``report`` after every evaluation) hol
   the updates within which it failed;
 - summary: per configuration, mean ± std over its seeds at the last evaluation, best first;
 - final (scores, mean, std, failed seeds/members and where each failed) and the baselines
-  (random = 0 and behaviour cloning through the same flow, for latent AWAC).
+  (random = 0 and behaviour cloning through the same flow, for latent AWAC);
+- data: the yardstick for the critics' mean Q, the dataset's mean discounted Monte-Carlo
+  return at the agent's gamma (`lfjax.data.returns`), and its reward range;
+- each curve point's diagnostics, per member: its critics' mean Q over the chunk; their Q at
+  the first step of each evaluation episode (q_start) against the discounted return the episode
+  then collected (return_start, cut at the episode's end: a lower bound by at most
+  gamma^H r_max / (1 - gamma)); the share of episodes that reached a reward and the mean step
+  of the first one; and in a maze where the episodes ended (mean distance to the goal, end
+  cells with their counts).
 The last evaluation uses final_eval_episodes.
 """
 
@@ -45,6 +53,7 @@ from lfjax.checkpoints import (
     save_run_checkpoint,
 )
 from lfjax.configs import RunConfig
+from lfjax.data.returns import mean_discounted_return
 from lfjax.envs import make_batched_env
 from lfjax.stages.dataset import normalized
 
@@ -163,6 +172,7 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
     dataset = sharding.replicate(dataset, mesh)
     train_chunk = agent.make_train(config.agent, flow, behaviour_cloning=not config.uses_critics)
     act = agent.make_act(config.agent, flow)
+    q_at = jax.jit(jax.vmap(agent.make_q(config.agent, flow))) if config.uses_critics else None
     make_env = lambda i: loaded.spec.make_eval_env()
     # All copies of one evaluation step in one MuJoCo call (None: an env it cannot copy
     # exactly, stepped one by one); made once per size and kept for every evaluation.
@@ -173,19 +183,33 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
             batched_envs[num_envs] = make_batched_env(loaded.spec, num_envs)
         return batched_envs[num_envs]
 
-    def evaluate(actor_params, updates: int, episodes: int, act_fn=act) -> np.ndarray:
+    def evaluate(actor_params, updates: int, episodes: int, act_fn=act,
+                 critic_params=None) -> tuple[np.ndarray, dict]:
+        """(scores [M], diagnostics: per member lists, `episode_diagnostics`; with
+        critic_params also the critics' Q at each episode's first step against the discounted
+        return the episode then collected)."""
         # Each process rolls out the members it holds; every process gets all the scores.
         # A member plays its seed's episodes with its seed's noise (seed_indices), as it
         # would in a run of its configuration alone.
-        indices, (local_actor, local_frozen) = sharding.addressable_seeds((actor_params, frozen))
-        returns = evaluation.evaluate(
+        indices, (local_actor, local_frozen, local_critic) = sharding.addressable_seeds(
+            (actor_params, frozen, critic_params))
+        run = evaluation.evaluate_episodes(
             act_fn, local_actor, local_frozen, stats, make_env,
             num_episodes=episodes, seed=eval_seed(config, updates),
             seed_indices=members.seed_index[indices], num_run_seeds=config.num_seeds,
-            batched_env=batched_env(len(indices) * episodes),
+            batched_env=batched_env(len(indices) * episodes), gamma=config.agent.gamma,
         )
-        scores = loaded.normalized_score(returns).mean(axis=1)
-        return sharding.gather_seeds(scores, indices, num_members)  # [M]
+        gather = lambda x: sharding.gather_seeds(x, indices, num_members)
+        scores = gather(loaded.normalized_score(run.returns).mean(axis=1))  # [M]
+        diagnostics = episode_diagnostics(loaded.spec, gather(run.first_reward_steps),
+                                          gather(run.final_observations))
+        if critic_params is not None:
+            start = (run.first_observations - np.asarray(stats.mean)) / np.asarray(stats.std)
+            q = q_at(local_critic, jnp.asarray(start, jnp.float32),
+                     jnp.asarray(run.first_actions, jnp.float32))
+            diagnostics["q_start"] = gather(np.asarray(q).mean(axis=1)).tolist()
+            diagnostics["return_start"] = gather(run.discounted_returns.mean(axis=1)).tolist()
+        return scores, diagnostics
 
     manager = run_checkpoints(workdir)
     restored = restore_latest(manager, workdir, states) if resume else None
@@ -204,14 +228,17 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
             # own model of the data's actions, with no actor at all. (In a grid every
             # configuration's members replay the same seeds: the mean is the seeds' mean.)
             bc_act = lambda _, flow_params, obs, key: jnp.clip(flow.sample(flow_params, key, obs), -1, 1)
-            bc = evaluate(frozen, 0, config.eval_episodes, act_fn=bc_act)
+            bc, _ = evaluate(frozen, 0, config.eval_episodes, act_fn=bc_act)
             baselines[FLOW_BC] = float(bc.mean())
             log(f"flow behaviour-cloning policy: normalized score {bc.mean():.1f} ± "
                 f"{bc[:config.num_seeds].std():.1f}")
 
+    data_stats = data_statistics(config, loaded)
+
     def results(done: bool) -> dict[str, Any]:
         return {
             **(results_base or {}),
+            "data": data_stats,
             "status": "failed" if failed.all() else "finished" if done else "running",
             "updates": updates,
             **_summaries(config, members, curve, failed, failed_within),
@@ -240,9 +267,15 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
         # The last evaluation gives the final score: more episodes (final_eval_episodes).
         episodes = config.final_eval_episodes if updates >= config.num_updates else config.eval_episodes
         if failed.all():
-            scores = np.full(num_members, np.nan)  # nothing left to evaluate
+            scores, diagnostics = np.full(num_members, np.nan), {}  # nothing left to evaluate
         else:
-            scores = evaluate(states.actor_params, updates, episodes)
+            scores, diagnostics = evaluate(states.actor_params, updates, episodes,
+                                           critic_params=states.critic_params)
+        if "q_mean" in metrics:
+            diagnostics = {"q_mean": np.asarray(metrics["q_mean"]).mean(axis=1).tolist(), **diagnostics}
+        # A failed member's rows describe its frozen last good state: none.
+        diagnostics = {k: [None if bad else v for v, bad in zip(values, failed)]
+                       for k, values in diagnostics.items()}
         curve.append({
             "updates": updates,
             "eval_seed": eval_seed(config, updates),  # experiments.evaluate --eval_seed redoes it
@@ -252,6 +285,7 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
             **_mean_std(scores, ~failed),
             "updates_per_second": n / seconds,
             **_metric_means(metrics, ~failed),
+            "diagnostics": diagnostics,
             **({"configs": [
                 {**_mean_std(scores, ~failed & (members.config_index == c)),
                  **_metric_means(metrics, ~failed & (members.config_index == c))}
@@ -276,6 +310,50 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
     final = results(done=True)
     report(final)
     return final
+
+
+def data_statistics(config: RunConfig, loaded: data.LoadedDataset) -> dict[str, Any]:
+    """What the critics' Q is measured against: the data's mean discounted Monte-Carlo return
+    at the agent's gamma (and at every swept gamma), and the reward range."""
+    rewards = np.asarray(loaded.transitions.rewards)
+    gammas = sorted({c.gamma for c in config.member_agent_configs()} | {config.agent.gamma})
+    by_gamma = {g: mean_discounted_return(loaded.transitions, g) for g in gammas}
+    out = {
+        "gamma": config.agent.gamma,
+        "mc_return_mean": by_gamma[config.agent.gamma],
+        "reward_mean": float(rewards.mean()),
+        "reward_range": [float(rewards.min()), float(rewards.max())],
+    }
+    if len(gammas) > 1:
+        out["mc_return_mean_by_gamma"] = {str(g): v for g, v in by_gamma.items()}
+    return out
+
+
+def episode_diagnostics(spec: data.EnvSpec, first_reward_steps: np.ndarray,
+                        final_observations: np.ndarray) -> dict[str, list]:
+    """What each member's evaluation episodes did: first_reward_steps [M, E] (-1: none) and
+    final_observations [M, E, S] -> per member lists [M]: reached (share of episodes with a
+    reward), first_reward_step (mean step of the first one, None when none came), and in a maze
+    end_distance (mean final distance to the goal) and end_cells ([[row, col, episodes], ...],
+    most visited first)."""
+    reached = first_reward_steps >= 0
+    out = {
+        "reached": reached.mean(axis=1).tolist(),
+        "first_reward_step": [float(s[r].mean()) if r.any() else None
+                              for s, r in zip(first_reward_steps, reached)],
+    }
+    if spec.is_maze:
+        from lfjax.envs.maze2d import where_episodes_end
+
+        distance, cells = where_episodes_end(spec.maze, final_observations[..., :2])
+        out["end_distance"] = distance.mean(axis=1).tolist()
+        ends = []
+        for member_cells in cells:
+            found, counts = np.unique(member_cells, axis=0, return_counts=True)
+            order = np.argsort(-counts, kind="stable")
+            ends.append([[int(found[i][0]), int(found[i][1]), int(counts[i])] for i in order])
+        out["end_cells"] = ends
+    return out
 
 
 def _mean_std(scores: Any, ok: np.ndarray) -> dict[str, float | None]:

@@ -113,10 +113,11 @@ def test_tau_decays_toward_tau_final_with_its_half_life():
     hp = jax.tree.map(lambda x: x[0], hp)
     taus = [float(target_step_size(hp, jnp.asarray(t))) for t in (0, 1000, 2000, 100_000)]
     np.testing.assert_allclose(taus, [0.01, 0.006, 0.004, 0.002], rtol=1e-5)
-    # A member without decay in the same grid: tau_final = tau, an infinite half-life.
+    # A member without decay in the same grid: tau_final = tau, a decay rate of 0 (every
+    # hyperparameter finite: a train state's leaves are checked for that).
     mixed = stack_hyperparams([config, AWACConfig(tau=0.01)])
     np.testing.assert_array_equal(mixed.tau_final, np.float32([0.002, 0.01]))
-    assert np.isinf(mixed.tau_half_life[1])
+    np.testing.assert_array_equal(mixed.tau_decay_rate, np.float32([1e-3, 0.0]))
 
 
 def test_the_target_update_uses_the_decayed_tau():

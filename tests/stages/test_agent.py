@@ -107,7 +107,7 @@ def test_agents_train_and_act_on_states_normalized_with_the_flows_statistics(loa
     mean, std = np.asarray(own.mean) + 1.0, 2.0 * np.asarray(own.std)
     pretrained = PretrainedFlow(decoder, decoder.params(1), jnp.asarray(mean), jnp.asarray(std), {})
     seen = {}
-    real_make_train, real_evaluate = agent.make_train, stages.agent.evaluation.evaluate
+    real_make_train, real_evaluate = agent.make_train, stages.agent.evaluation.evaluate_episodes
 
     def recording_make_train(*args, **kwargs):
         train_chunk = real_make_train(*args, **kwargs)
@@ -123,7 +123,7 @@ def test_agents_train_and_act_on_states_normalized_with_the_flows_statistics(loa
         return real_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(stages.agent.agent, "make_train", recording_make_train)
-    monkeypatch.setattr(stages.agent.evaluation, "evaluate", recording_evaluate)
+    monkeypatch.setattr(stages.agent.evaluation, "evaluate_episodes", recording_evaluate)
     stages.agent.train_agent(config, loaded, pretrained, tmp_path, log=lambda _: None)
 
     raw = loaded.transitions
@@ -133,3 +133,34 @@ def test_agents_train_and_act_on_states_normalized_with_the_flows_statistics(loa
                                (np.asarray(raw.next_observations) - mean) / std, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(seen["eval_stats"].mean, mean.astype(np.float32))
     np.testing.assert_array_equal(seen["eval_stats"].std, std.astype(np.float32))
+
+
+def test_results_hold_the_datas_return_and_what_each_seeds_episodes_did(loaded, tmp_path):
+    """results["data"] holds the data's mean discounted Monte-Carlo return at the agent's gamma;
+    every curve point holds, per seed, its critics' mean Q (their mean is the point's q_mean),
+    the share of its episodes that reached the goal, and where they ended: end cells counting
+    every episode, and a seed that never reached the goal scores exactly the all-zero return."""
+    from lfjax.data.returns import mean_discounted_return
+
+    config = tiny_config(algo="awac", num_seeds=2, num_updates=40, eval_every=20, eval_episodes=3,
+                         final_eval_episodes=4)
+    pretrained = stages.flow.no_flow(loaded)
+    results = stages.agent.train_agent(config, loaded, pretrained, tmp_path, log=lambda _: None)
+    assert results["data"]["gamma"] == 0.99
+    assert results["data"]["mc_return_mean"] == pytest.approx(mean_discounted_return(loaded.transitions, 0.99))
+    assert results["data"]["reward_range"] == [0.0, 1.0]
+    zero = float(loaded.normalized_score(0.0))
+    for point in results["curve"]:
+        diag = point["diagnostics"]
+        assert np.mean(diag["q_mean"]) == pytest.approx(point["q_mean"], rel=1e-5)
+        for m in range(2):
+            assert sum(count for _, _, count in diag["end_cells"][m]) == point["episodes"]
+            assert 0.0 <= diag["reached"][m] <= 1.0 and diag["end_distance"][m] >= 0.0
+            # The critics' Q at each episode's start, beside the discounted return it collected.
+            assert np.isfinite(diag["q_start"][m]) and 0.0 <= diag["return_start"][m] < 100.0
+            if diag["reached"][m] == 0.0:
+                assert point["scores"][m] == pytest.approx(zero) and diag["first_reward_step"][m] is None
+                assert diag["return_start"][m] == 0.0
+            else:
+                assert point["scores"][m] > zero and 1 <= diag["first_reward_step"][m] <= 300
+                assert diag["return_start"][m] > 0.0
