@@ -81,7 +81,8 @@ class AWACConfig:
         tau_final: when set, tau decays from `tau` toward it with half-life `tau_half_life`
             updates: tau_t = tau_final + (tau - tau_final) * 0.5 ** (t / tau_half_life); a fast
             target early propagates the sparse reward, a slow one later keeps it steady.
-        tau_half_life: updates per halving of tau - tau_final (None: no decay).
+        tau_half_life: updates per halving of tau - tau_final (unused while tau_final is None,
+            so that a grid can sweep tau_final over one half-life).
     """
 
     batch_size: int = 512
@@ -115,9 +116,9 @@ class AWACConfig:
             raise ValueError(f"tau_final must be in (0, 1], got {self.tau_final}")
         if self.tau_half_life is not None and self.tau_half_life <= 0.0:
             raise ValueError(f"tau_half_life must be positive, got {self.tau_half_life}")
-        if (self.tau_final is None) != (self.tau_half_life is None):
-            raise ValueError("tau_final and tau_half_life go together: set both to decay tau, "
-                             "or neither")
+        if self.tau_final is not None and self.tau_half_life is None:
+            raise ValueError("tau_final needs tau_half_life: set both to decay tau (a half-life "
+                             "alone, e.g. for a grid over tau_final, decays nothing)")
         # A list would make the config unhashable, and jit needs it hashable.
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
 

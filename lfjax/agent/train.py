@@ -54,7 +54,7 @@ class Hyperparams:
 
 def _hparam_values(config: AWACConfig) -> dict[str, float]:
     values = {k: getattr(config, k) for k in SWEEPABLE if k != "tau_half_life"}
-    if config.tau_final is None:  # no decay (AWACConfig allows both or neither)
+    if config.tau_final is None:  # no decay, whatever the half-life
         values.update(tau_final=config.tau, tau_decay_rate=0.0)
     else:
         values["tau_decay_rate"] = 1.0 / config.tau_half_life

@@ -192,7 +192,9 @@ def test_options_train_finite_for_several_members():
 def test_options_are_validated():
     with pytest.raises(ValueError, match="num_critics"):
         AWACConfig(num_critics=0)
-    with pytest.raises(ValueError, match="go together"):
+    with pytest.raises(ValueError, match="tau_final needs tau_half_life"):
         AWACConfig(tau_final=0.001)
+    # A half-life alone decays nothing (a grid may sweep tau_final over it).
+    assert float(stack_hyperparams([AWACConfig(tau_half_life=100.0)]).tau_decay_rate[0]) == 0.0
     with pytest.raises(ValueError, match="tau_half_life must be positive"):
         AWACConfig(tau_final=0.001, tau_half_life=0.0)
