@@ -169,8 +169,8 @@ PAPER_HOURS_PER_SEED_ON_CPU = 10
 def choose_preset(requested: str, made_with: Callable[[str], Any] = lambda name: None) -> PresetChoice:
     """--preset -> the preset to run. A preset's name is taken as given. "auto" (the default)
     takes the preset an existing run was made with, when ``made_with(name)`` names one (it
-    returns where that run is, e.g. its workdir, for the preset ``name`` whose configuration the
-    saved run holds; None otherwise): so that a run made here with auto resumes as the same
+    returns the reason, e.g. "the run in runs/w was made with it", for the preset ``name`` whose
+    configuration the saved run has; None otherwise): so that a run made here with auto resumes as the same
     configuration on a machine with other devices. Else "paper" when JAX sees an accelerator
     (a GPU or TPU) and "quick" when it sees only CPUs.
 
@@ -189,12 +189,12 @@ def choose_preset(requested: str, made_with: Callable[[str], Any] = lambda name:
         flag, what = other[requested]
         return PresetChoice(requested, "given", f"preset: {requested} (given by --preset; {flag} for {what})")
     for name in PRESETS:
-        where = made_with(name)
-        if where is not None:
+        why = made_with(name)
+        if why is not None:
             flag, what = other[name]
             return PresetChoice(
-                name, f"auto: the run in {where} was made with it",
-                f"preset: {name} (the run in {where} was made with it; {flag} with another "
+                name, f"auto: {why}",
+                f"preset: {name} ({why}; {flag} with another "
                 f"--workdir for {what})")
     devices = jax.devices()
     accelerators = [d for d in devices if d.platform != "cpu"]

@@ -83,7 +83,7 @@ def main(argv) -> int:
         return cli.fail(str(e))
     log, progress = cli.job_output(FLAGS.progress)
     preset = cli.choose_preset(
-        FLAGS.preset, lambda name: flow_dir if flow_made_with(flow_dir, build_config(name)) else None)
+        FLAGS.preset, lambda name: f"the flow in {flow_dir} was made with it" if flow_made_with(flow_dir, build_config(name)) else None)
     log(preset.line)
     config = build_config(preset.name)
 

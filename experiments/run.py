@@ -141,7 +141,7 @@ def main(argv) -> int:
     given = pathlib.Path(FLAGS.workdir) if FLAGS.workdir else None
     saved = saved_config(given) if given else None
     preset = cli.choose_preset(
-        FLAGS.preset, lambda name: given if saved and same_config(build_config(name), saved) else None)
+        FLAGS.preset, lambda name: f"the run in {given} was made with it" if saved and same_config(build_config(name), saved) else None)
     log, _ = cli.job_output(FLAGS.progress)
     log(preset.line)
     config = build_config(preset.name)

@@ -128,7 +128,7 @@ def main(argv) -> int:
         # auto: the preset the cells already there were made with (all of them), so that a
         # table made on a CPU goes on as the same table on a machine with a GPU.
         here = [(config, s) for config, s in zip(configs(preset), saved) if s is not None]
-        return workdir if here and all(run.same_config(c, s) for c, s in here) else None
+        return f"the runs in {workdir} were made with it" if here and all(run.same_config(c, s) for c, s in here) else None
 
     preset = cli.choose_preset(FLAGS.preset, made_with)
     log, progress = cli.job_output(FLAGS.progress)

@@ -41,7 +41,7 @@ def test_an_accelerator_chooses_the_paper_protocol_and_names_the_quick_flag(monk
 @pytest.mark.parametrize("given", ["paper", "quick"])
 def test_a_given_preset_is_taken_whatever_the_devices(monkeypatch, given):
     sees(monkeypatch, "gpu")
-    choice = cli.choose_preset(given, made_with=lambda name: "runs/w")
+    choice = cli.choose_preset(given, made_with=lambda name: "the run in runs/w was made with it")
     assert choice.record() == {"name": given, "chosen": "given"}
     other = "quick" if given == "paper" else "paper"
     assert choice.line.startswith(f"preset: {given} (given by --preset; --preset={other} for ")
@@ -51,7 +51,8 @@ def test_a_run_made_with_quick_resumes_with_quick_on_a_gpu(monkeypatch):
     """A run made on a CPU with auto (quick) and resumed on a machine with a GPU keeps its
     configuration instead of being refused as another one."""
     sees(monkeypatch, "gpu")
-    choice = cli.choose_preset("auto", made_with=lambda name: "runs/w" if name == "quick" else None)
+    choice = cli.choose_preset(
+        "auto", made_with=lambda name: "the run in runs/w was made with it" if name == "quick" else None)
     assert choice.record() == {"name": "quick", "chosen": "auto: the run in runs/w was made with it"}
     assert choice.line.startswith("preset: quick (the run in runs/w was made with it; --preset=paper "
                                   "with another --workdir for the paper protocol")

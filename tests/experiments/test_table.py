@@ -75,7 +75,7 @@ def test_the_first_line_says_which_preset_and_why(made):
     assert killed["preset"] == {"name": "quick", "chosen": "auto: JAX sees no accelerator, only cpu"}
     # Made with auto: the same command goes on with the preset its cells were made with.
     assert again.stdout.splitlines()[0].startswith(
-        f"preset: quick (the run in {workdir} was made with it; --preset=paper with another --workdir")
+        f"preset: quick (the runs in {workdir} were made with it; --preset=paper with another --workdir")
     assert all(r["preset"]["name"] == "quick" for r in cells(workdir).values())
 
 
