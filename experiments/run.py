@@ -2,11 +2,11 @@
 
     python -m experiments.run --env=maze2d-umaze
 
-Without --preset (auto) it runs the quick preset when JAX sees only CPUs and the paper protocol
-when it sees a GPU or TPU, and its first line says which and why (experiments.cli.choose_preset).
 dataset (generated if missing) -> flow pretraining (or reuse) -> latent AWAC with
 evaluation and checkpoints -> results.json, curve.csv, curve.png in --workdir.
 --algo=awac and --algo=bc run the baselines (AWAC, behaviour cloning) in action space, no flow.
+Without --preset (auto) it runs the quick preset when JAX sees only CPUs and the paper protocol
+when it sees a GPU or TPU, and its first line says which and why (experiments.cli.choose_preset).
 """
 
 import contextlib
@@ -119,7 +119,6 @@ def main(argv) -> int:
     if (status := cli.start_cli(argv)) is not None:
         return status
     from lfjax import data
-    from lfjax.configs import PRESETS
 
     try:
         data.get_env_spec(FLAGS.env)
@@ -140,8 +139,11 @@ def main(argv) -> int:
     # after the chosen preset, so only a given --workdir can hold another one.
     given = pathlib.Path(FLAGS.workdir) if FLAGS.workdir else None
     saved = saved_config(given) if given else None
-    preset = cli.choose_preset(
-        FLAGS.preset, lambda name: f"the run in {given} was made with it" if saved and same_config(build_config(name), saved) else None)
+
+    def made_with(name: str) -> str | None:
+        return f"the run in {given} was made with it" if saved and same_config(build_config(name), saved) else None
+
+    preset = cli.choose_preset(FLAGS.preset, made_with)
     log, _ = cli.job_output(FLAGS.progress)
     log(preset.line)
     config = build_config(preset.name)
