@@ -8,10 +8,11 @@ finite NLL, every seed non-finite), the job lost a process, or another cause tha
 user's.
 """
 
+import dataclasses
 import os
 import pathlib
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 from tqdm import tqdm
@@ -139,3 +140,71 @@ def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
         raise UserError(
             f"{workdir} already holds this run; pass --resume to continue it, or choose another --workdir"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetChoice:
+    """The preset a command runs and why (experiments.cli.choose_preset).
+
+    Attributes:
+        name: a key of lfjax.configs.PRESETS.
+        chosen: how, as results.json records it: "given" (--preset=NAME), or "auto: ..." with
+            the reason (the devices JAX sees, or the run already in the workdir).
+        line: the first line the command prints: which, why, and the flag for the other.
+    """
+
+    name: str
+    chosen: str
+    line: str
+
+    def record(self) -> dict[str, str]:
+        """results.json's "preset": {"name", "chosen"}."""
+        return {"name": self.name, "chosen": self.chosen}
+
+
+# Measured on the 2-core development CPU (README, "Quickstart"): what the paper protocol costs there.
+PAPER_HOURS_PER_SEED_ON_CPU = 10
+
+
+def choose_preset(requested: str, made_with: Callable[[str], Any] = lambda name: None) -> PresetChoice:
+    """--preset -> the preset to run. A preset's name is taken as given. "auto" (the default)
+    takes the preset an existing run was made with, when ``made_with(name)`` names one (it
+    returns the reason, e.g. "the run in runs/w was made with it", for the preset ``name`` whose
+    configuration the saved run has; None otherwise): so that a run made here with auto resumes as the same
+    configuration on a machine with other devices. Else "paper" when JAX sees an accelerator
+    (a GPU or TPU) and "quick" when it sees only CPUs.
+
+    Asks JAX for its devices (initializing its backend): in a multi-process job call it after
+    joining (join_processes); every process then sees the same devices and chooses the same."""
+    from lfjax.configs import PRESETS, RunConfig
+
+    updates = f"{RunConfig().num_updates:,}"
+    # The flag for the other preset, and what it runs.
+    other = {
+        "quick": ("--preset=paper", f"the paper protocol: {updates} updates per seed, "
+                  f"~{PAPER_HOURS_PER_SEED_ON_CPU} h per seed on a 2-core CPU"),
+        "paper": ("--preset=quick", "the minutes-long CPU preset"),
+    }
+    if requested != "auto":
+        flag, what = other[requested]
+        return PresetChoice(requested, "given", f"preset: {requested} (given by --preset; {flag} for {what})")
+    for name in PRESETS:
+        why = made_with(name)
+        if why is not None:
+            flag, what = other[name]
+            return PresetChoice(
+                name, f"auto: {why}",
+                f"preset: {name} ({why}; {flag} with another "
+                f"--workdir for {what})")
+    devices = jax.devices()
+    accelerators = [d for d in devices if d.platform != "cpu"]
+    if not accelerators:
+        return PresetChoice(
+            "quick", "auto: JAX sees no accelerator, only cpu",
+            f"preset: quick (JAX sees no accelerator, only cpu; the paper protocol, {updates} "
+            f"updates per seed, is --preset=paper, ~{PAPER_HOURS_PER_SEED_ON_CPU} h per seed on a "
+            "2-core CPU)")
+    kinds = ", ".join(sorted({d.platform for d in accelerators}))
+    seen = f"JAX sees {len(accelerators)} {kinds} device(s)"
+    flag, what = other["paper"]
+    return PresetChoice("paper", f"auto: {seen}", f"preset: paper ({seen}; {flag} for {what})")

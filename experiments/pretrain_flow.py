@@ -25,28 +25,38 @@ def define_flags() -> None:
     flags.DEFINE_string("env", None, "Dataset name, e.g. maze2d-umaze (see lfjax.data registry).")
     flags.DEFINE_integer("num_seeds", 1, "Flows trained at once (vmapped).")
     flags.DEFINE_integer("seed", 0, "Base random seed.")
-    flags.DEFINE_string("preset", "paper", "paper: SPEC.md settings; quick: minutes on a CPU.")
+    shared_flags.define_preset()  # --preset: auto (by the devices JAX sees), paper or quick
     flags.DEFINE_string("workdir", None, "The flow goes to <workdir>/flow (default runs/<env>-flow).")
     flags.DEFINE_bool("resume", False, "Continue an unfinished pretraining in <workdir>/flow from "
                       "its last epoch.")
     shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
 
-def build_config():
-    """The RunConfig whose flow this command trains: the preset's flow settings with the
-    overrides, --num_seeds flows (one per seed, so that experiments.run --flow_per_seed
-    reuses them). ValueError on anything invalid."""
+def build_config(preset: str):
+    """The RunConfig whose flow this command trains: the flow settings of ``preset`` (a
+    PRESETS name) with the overrides, --num_seeds flows (one per seed, so that experiments.run
+    --flow_per_seed reuses them). ValueError on anything invalid."""
     from lfjax.configs import PRESETS
 
-    if FLAGS.preset not in PRESETS:
-        raise ValueError(f"unknown preset {FLAGS.preset!r}; choose one of {sorted(PRESETS)}")
-    flow = dataclasses.replace(PRESETS[FLAGS.preset](FLAGS.env).flow, **shared_flags.flow_overrides())
+    flow = dataclasses.replace(PRESETS[preset](FLAGS.env).flow, **shared_flags.flow_overrides())
     config = dataclasses.replace(
-        PRESETS[FLAGS.preset](FLAGS.env), flow=flow, num_seeds=FLAGS.num_seeds, seed=FLAGS.seed,
+        PRESETS[preset](FLAGS.env), flow=flow, num_seeds=FLAGS.num_seeds, seed=FLAGS.seed,
         flow_per_seed=True,
     )
     config.validate()
     return config
+
+
+def flow_made_with(flow_dir: pathlib.Path, config) -> bool:
+    """Whether flow_dir holds a finished flow with config's flow settings (flow.json), so that
+    auto keeps the preset it was made with on a machine with other devices."""
+    from lfjax.checkpoints import CheckpointError, as_json, read_json
+
+    try:
+        saved = read_json(flow_dir / "flow.json")
+    except (OSError, CheckpointError):
+        return False
+    return isinstance(saved, dict) and saved.get("flow_config") == as_json(dataclasses.asdict(config.flow))
 
 
 def main(argv) -> int:
@@ -59,7 +69,9 @@ def main(argv) -> int:
 
     try:
         data.get_env_spec(FLAGS.env)
-        config = build_config()
+        shared_flags.check_preset(FLAGS.preset)
+        # Checked under any preset; auto is resolved after joining the job, below.
+        build_config("paper" if FLAGS.preset == shared_flags.AUTO else FLAGS.preset)
     except ValueError as e:
         return cli.fail(str(e))
     workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-flow")
@@ -70,6 +82,10 @@ def main(argv) -> int:
     except cli.UserError as e:
         return cli.fail(str(e))
     log, progress = cli.job_output(FLAGS.progress)
+    preset = cli.choose_preset(
+        FLAGS.preset, lambda name: f"the flow in {flow_dir} was made with it" if flow_made_with(flow_dir, build_config(name)) else None)
+    log(preset.line)
+    config = build_config(preset.name)
 
     def check_dirs():
         cli.check_writable(flow_dir, "--workdir")

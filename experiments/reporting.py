@@ -1,7 +1,10 @@
 """The files a run leaves for people: results.json, curve.csv and curve.png (and sweep.csv for a
 grid), each written atomically (or replaced whole) after every evaluation, by process 0 only,
 and the run's last lines. A failed seed has no score in any of them (an empty cell, a gap):
-each names the failed seeds, and every mean ± std is over the seeds that finished."""
+each names the failed seeds, and every mean ± std is over the seeds that finished.
+
+And the files experiments.table makes from many runs' results.json: table.md, table.csv and
+table.png (write_table)."""
 
 import csv
 import pathlib
@@ -184,11 +187,8 @@ def plot_curves(path: pathlib.Path, results: dict[str, Any]) -> None:
         if len(labels) == 1:
             labels = [f"{algo} ({seeds_phrase(results)})"]
         for c, label in enumerate(labels):
-            # None (every seed failed by then) -> NaN: a gap in the line.
-            mean = np.array([points[c]["mean"] for points in per_config], float)
-            std = np.array([points[c]["std"] for points in per_config], float)
-            ax_score.plot(x, mean, label=label)
-            ax_score.fill_between(x, mean - std, mean + std, alpha=0.15 if len(labels) > 1 else 0.25)
+            _score_band(ax_score, x, [points[c] for points in per_config], label,
+                        alpha=0.15 if len(labels) > 1 else 0.25)
     for name, value in results.get("baselines", {}).items():
         ax_score.axhline(value, linestyle="--", linewidth=1, color="gray" if "random" in name else "black", label=name)
     ax_score.set_xlabel("updates")
@@ -208,9 +208,177 @@ def plot_curves(path: pathlib.Path, results: dict[str, Any]) -> None:
     ax_nll.set_xlabel("flow epoch")
     ax_nll.set_ylabel("NLL (nats per action)")
     ax_nll.set_title("flow pretraining")
+    _save_figure(fig, path)
+
+
+def _score_band(ax, x: np.ndarray, points: list[dict], label: str, alpha: float) -> None:
+    """The mean of points [len(x)] as a line, mean ± std as a band; a None (every seed failed
+    by then) is NaN: a gap in the line."""
+    mean = np.array([p["mean"] for p in points], float)
+    std = np.array([p["std"] for p in points], float)
+    ax.plot(x, mean, label=label)
+    ax.fill_between(x, mean - std, mean + std, alpha=alpha)
+
+
+def _save_figure(fig, path: pathlib.Path) -> None:
+    """Saves fig as path's PNG whole (written beside it, then renamed) and closes it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
 
+
+
+# experiments.table: one cell per env x algorithm, each a run's results.json.
+
+def format_seconds(seconds: float | None) -> str:
+    """'45 s', '7 min 31 s', '2 h 05 min'; None (a run that recorded no time): 'time not recorded'."""
+    if seconds is None:
+        return "time not recorded"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _stand_in(results: dict[str, Any]) -> bool:
+    """Whether a run trained on a generated locomotion stand-in (not D4RL data)."""
+    return str(results.get("dataset", {}).get("minari_id", "")).startswith("lfjax-generated/")
+
+
+def _cell_text(results: dict[str, Any]) -> str:
+    """A markdown table cell: **mean ± std**, each seed's score, the wall time."""
+    final = results["final"]
+    if final["mean"] is None:
+        score = "every seed failed"
+    else:
+        score = f"**{final['mean']:.1f} ± {final['std']:.1f}**"
+    seeds = ", ".join("failed" if v is None else f"{v:.1f}" for v in final["scores"])
+    parts = [score, seeds, format_seconds(results.get("wall_seconds"))]
+    if _stand_in(results):
+        parts.append("stand-in data, not D4RL")
+    return "<br>".join(parts)
+
+
+def _facts(results: dict[str, Any]) -> dict[str, str]:
+    """What a cell was run with, as the table's header or env column says it."""
+    config = results["config"]
+    preset = results.get("preset", {}).get("name", "not recorded")
+    return {
+        "preset": f"preset {preset}",
+        "seeds": f"seed{'s' if len(config['seeds']) > 1 else ''} {', '.join(map(str, config['seeds']))}",
+        "updates": f"{config['num_updates']:,} updates",
+        "episodes": f"final evaluation {config['final_eval_episodes']} episodes per seed",
+    }
+
+
+def write_table(directory: pathlib.Path, cells: list[dict[str, Any]], *, envs: list[str],
+                algos: list[str], command: str, date: str) -> list[str]:
+    """table.md, table.csv and table.png in directory from the cells [len(envs) x len(algos)],
+    each {"env", "algo", "workdir", "results" (its results.json)}; returns the markdown table's
+    lines. Each file is written whole (beside its place, then renamed), by process 0 only.
+
+    table.md: a row per env, a column per algorithm (mean ± std over the seeds of the final
+    normalized score, each seed's score, the wall time), the flow-BC baseline; what every cell
+    shares (preset, seeds, updates, final-evaluation episodes) in a line above, what differs
+    between envs in their row. table.csv: a row per cell. table.png: a panel per env, a curve
+    per algorithm (mean ± std band vs updates)."""
+    if not processes.is_leader():
+        return []
+    by = {(c["env"], c["algo"]): c for c in cells}
+    facts = {c["env"]: _facts(c["results"]) for c in cells}  # the envs' cells share their config's facts
+    shared = {k: v for k, v in facts[envs[0]].items() if all(facts[e][k] == v for e in envs)}
+    flow_bc = {e: by[(e, "latent_awac")]["results"]["baselines"].get(FLOW_BC)
+               for e in envs if (e, "latent_awac") in by}
+    header = ["env", *algos, *(["flow BC"] if flow_bc else [])]
+    rows = []
+    for env in envs:
+        differs = [v for k, v in facts[env].items() if k not in shared]
+        row = ["<br>".join([env, *differs]), *(_cell_text(by[(env, a)]["results"]) for a in algos)]
+        if flow_bc:
+            row.append("–" if flow_bc.get(env) is None else f"{flow_bc[env]:.1f}")
+        rows.append(row)
+    table = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}",
+             *(f"| {' | '.join(row)} |" for row in rows)]
+    text = [
+        "# Normalized scores",
+        "",
+        _capitalized(f"{'; '.join(shared.values())}; written {date} by `{command}`."),
+        "",
+        *table,
+        "",
+        "Each cell: the normalized score at the last evaluation (0: the random policy, 100: the "
+        "reference expert), mean ± std over the seeds that finished, then each seed's score, then "
+        "the cell's wall time (flow pretraining and agent training with its evaluations, as its "
+        "run recorded it; not the dataset's generation or loading)."
+        + (" flow BC: the pretrained flow's own sampling policy (z ~ U, no actor), from the "
+           "latent_awac cell." if flow_bc else ""),
+    ]
+    if any(e.startswith("maze2d") for e in envs):
+        text += ["", "maze2d: the reference returns that define 0 and 100 are measured on our "
+                 "gymnasium-robotics PointMaze environments (lfjax/data/registry.py), not D4RL's, "
+                 "so these scores are not comparable with D4RL-normalized maze2d numbers."]
+    text += ["", f"Each cell's run: `{directory}/<env>-<algo>` (results.json, curve.csv, curve.png)."]
+    tmp = directory / ".table.md.tmp"
+    tmp.write_text("\n".join(text) + "\n")
+    tmp.replace(directory / "table.md")
+
+    seeds = sorted({s for c in cells for s in c["results"]["config"]["seeds"]})
+    csv_rows = []
+    for c in cells:
+        r, config, final = c["results"], c["results"]["config"], c["results"]["final"]
+        per_seed = dict(zip(config["seeds"], final["scores"]))
+        csv_rows.append([
+            c["env"], c["algo"], r.get("preset", {}).get("name"), r.get("preset", {}).get("chosen"),
+            " ".join(map(str, config["seeds"])), config["num_updates"], config["final_eval_episodes"],
+            r["status"], final["mean"], final["std"], *(per_seed.get(s) for s in seeds),
+            " ".join(map(str, final["failed_seeds"])), r["baselines"].get(FLOW_BC),
+            r.get("wall_seconds"), r["dataset"]["minari_id"], c["workdir"],
+        ])
+    _write_csv(directory / "table.csv", [
+        "env", "algo", "preset", "preset_chosen", "seeds", "updates", "final_eval_episodes",
+        "status", "mean", "std", *(f"seed_{s}" for s in seeds), "failed_seeds", "flow_bc",
+        "wall_seconds", "dataset", "workdir"], csv_rows)
+    plot_table(directory / "table.png", cells, envs, algos)
+    return table
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def plot_table(path: pathlib.Path, cells: list[dict[str, Any]], envs: list[str], algos: list[str]) -> None:
+    """A panel per env: normalized score vs updates, a curve per algorithm (mean ± std over its
+    seeds), the random policy and the flow-BC baseline as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = {(c["env"], c["algo"]): c["results"] for c in cells}
+    cols = min(3, len(envs))
+    rows = -(-len(envs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(envs):]:
+        ax.set_visible(False)
+    for ax, env in zip(axes.flat, envs):
+        for algo in algos:
+            results = by[(env, algo)]
+            curve = results["curve"]
+            if curve:
+                x = np.array([p["updates"] for p in curve])
+                _score_band(ax, x, curve, f"{algo} ({seeds_phrase(results)})", alpha=0.2)
+        ax.axhline(0.0, linestyle="--", linewidth=1, color="gray", label="random policy")
+        bc = by[(env, "latent_awac")]["baselines"].get(FLOW_BC) if (env, "latent_awac") in by else None
+        if bc is not None:
+            ax.axhline(bc, linestyle="--", linewidth=1, color="black", label="flow BC")
+        ax.set_title(env)
+        ax.set_xlabel("updates")
+        ax.set_ylabel("normalized score")
+        ax.legend(loc="best", fontsize=7)
+    _save_figure(fig, path)

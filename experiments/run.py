@@ -1,86 +1,88 @@
 """The whole CNF pipeline for many seeds at once:
 
-    python -m experiments.run --env=maze2d-umaze --preset=quick
+    python -m experiments.run --env=maze2d-umaze
 
 dataset (generated if missing) -> flow pretraining (or reuse) -> latent AWAC with
 evaluation and checkpoints -> results.json, curve.csv, curve.png in --workdir.
 --algo=awac and --algo=bc run the baselines (AWAC, behaviour cloning) in action space, no flow.
+Without --preset (auto) it runs the quick preset when JAX sees only CPUs and the paper protocol
+when it sees a GPU or TPU, and its first line says which and why (experiments.cli.choose_preset).
 """
 
 import contextlib
 import dataclasses
 import pathlib
 import sys
+import time
 
 from absl import app, flags
 
 from experiments import shared_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("env", None, "Dataset / environment name, e.g. maze2d-umaze.")
-flags.DEFINE_string("preset", "paper", "paper: SPEC.md settings (hours on a CPU); quick: minutes on a CPU.")
-flags.DEFINE_string("algo", "latent_awac", "latent_awac: the paper's method; awac: the same agent "
-                    "in action space (no flow); bc: behaviour cloning in action space.")
-flags.DEFINE_integer("num_seeds", None, "Seeds trained at once (paper and quick: 3).")
-flags.DEFINE_integer("seed", None, "Base seed; seeds are seed, seed+1, ... (default 0).")
-flags.DEFINE_string("workdir", None, "Output directory (default runs/<env>-<preset>).")
-flags.DEFINE_string("flow_dir", None, "Pretrained flow to reuse or create (default <workdir>/flow).")
-flags.DEFINE_bool("flow_per_seed", None, "Pretrain one flow per seed instead of one shared flow "
-                  "(the official protocol shares one).")
-flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint (and "
-                  "an unfinished flow pretraining from its last epoch).")
-# Overrides of the main hyperparameters (None: the preset's value).
-flags.DEFINE_integer("num_updates", None, "AWAC updates per seed.")
-flags.DEFINE_integer("eval_every", None, "Updates between evaluations and checkpoints.")
-flags.DEFINE_integer("eval_episodes", None, "Evaluation episodes per seed (every evaluation but the last).")
-flags.DEFINE_integer("final_eval_episodes", None, "Evaluation episodes per seed at the last evaluation "
-                     "(the final score; default 50).")
-flags.DEFINE_integer("batch_size", None, "AWAC batch size.")
-flags.DEFINE_float("awac_lambda", None, "AWAC temperature lambda.")
-flags.DEFINE_float("tau", None, "Target-critic Polyak step.")
-flags.DEFINE_float("actor_lr", None, "Actor learning rate.")
-flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
-# The critics' stability options (AWACConfig; off in the paper preset).
-flags.DEFINE_bool("critic_layer_norm", None, "LayerNorm before every hidden ReLU of the critics.")
-flags.DEFINE_integer("num_critics", None, "Critics in the ensemble (paper: 2); targets use their minimum.")
-flags.DEFINE_bool("td_target_clip", None, "Clip TD targets to the returns the data's reward range allows.")
-flags.DEFINE_float("tau_final", None, "Decay tau toward this value (with --tau_half_life).")
-flags.DEFINE_float("tau_half_life", None, "Updates per halving of tau - tau_final (with --tau_final).")
-flags.DEFINE_multi_string("sweep", [], "A hyperparameter grid in the same program, repeatable: "
-                          "--sweep=NAME=V1,V2,... over awac_lambda, tau, actor_lr, critic_lr, "
-                          "gamma, weight_clip, tau_final, tau_half_life; every combination times "
-                          "--num_seeds seeds.")
-shared_flags.define_tracking()  # --log_dir --wandb --wandb_project
-shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
 
-AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr", "critic_layer_norm",
-               "num_critics", "td_target_clip", "tau_final", "tau_half_life")
-RUN_FLAGS = ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes", "num_seeds",
-             "seed", "flow_per_seed")
+
+def define_flags() -> None:
+    """experiments.run's flags, in absl's global registry (once per program; experiments.table
+    imports this module for its functions without defining them)."""
+    flags.DEFINE_string("env", None, "Dataset / environment name, e.g. maze2d-umaze.")
+    flags.DEFINE_string("algo", "latent_awac", "latent_awac: the paper's method; awac: the same agent "
+                        "in action space (no flow); bc: behaviour cloning in action space.")
+    flags.DEFINE_integer("num_seeds", None, "Seeds trained at once (paper and quick: 3).")
+    flags.DEFINE_integer("seed", None, "Base seed; seeds are seed, seed+1, ... (default 0).")
+    flags.DEFINE_string("workdir", None, "Output directory (default runs/<env>-<preset>, the "
+                        "preset as chosen).")
+    flags.DEFINE_string("flow_dir", None, "Pretrained flow to reuse or create (default <workdir>/flow).")
+    flags.DEFINE_bool("flow_per_seed", None, "Pretrain one flow per seed instead of one shared flow "
+                      "(the official protocol shares one).")
+    flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its last checkpoint (and "
+                      "an unfinished flow pretraining from its last epoch).")
+    flags.DEFINE_multi_string("sweep", [], "A hyperparameter grid in the same program, repeatable: "
+                              "--sweep=NAME=V1,V2,... over awac_lambda, tau, actor_lr, critic_lr, "
+                              "gamma, weight_clip, tau_final, tau_half_life; every combination "
+                              "times --num_seeds seeds.")
+    shared_flags.define_overrides()  # --preset --num_updates --eval_every ... --critic_lr
+    shared_flags.define_tracking()  # --log_dir --wandb --wandb_project
+    shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed
+
+
 # Flags that only mean something with a flow, or with critics (refused otherwise).
 FLOW_ONLY = ("flow_dir", "flow_per_seed", *shared_flags.FLOW_FLAGS)
-CRITIC_ONLY = ("awac_lambda", "tau", "critic_lr", "critic_layer_norm", "num_critics",
-               "td_target_clip", "tau_final", "tau_half_life")
+CRITIC_ONLY = ("awac_lambda", "tau", "critic_lr", *shared_flags.STABILITY_FLAGS)
 
 
-def build_config():
-    """RunConfig from --preset and the overrides; ValueError on anything invalid."""
-    from lfjax.configs import PRESETS, SWEEPABLE, parse_sweep
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a configuration is run, beyond the configuration itself.
 
-    if FLAGS.preset not in PRESETS:
-        raise ValueError(f"unknown --preset={FLAGS.preset!r}; choose one of: {', '.join(PRESETS)}")
-    config = PRESETS[FLAGS.preset](FLAGS.env)
-    agent = dataclasses.replace(
-        config.agent, **{k: getattr(FLAGS, k) for k in AGENT_FLAGS if getattr(FLAGS, k) is not None}
-    )
-    flow = dataclasses.replace(config.flow, **shared_flags.flow_overrides())
-    run = {k: getattr(FLAGS, k) for k in RUN_FLAGS if getattr(FLAGS, k) is not None}
+    Attributes:
+        preset: results.json's "preset" record, {"name", "chosen"} (cli.PresetChoice.record).
+        resume: continue the run in the workdir (--resume).
+        progress: show progress bars.
+        log_dir, wandb, wandb_project: run tracking (experiments/tracking.py).
+    """
+
+    preset: dict
+    resume: bool = False
+    progress: bool = True
+    log_dir: str | None = None
+    wandb: bool = False
+    wandb_project: str = "lfjax"
+
+
+def build_config(preset: str):
+    """RunConfig from the flags under ``preset`` (a PRESETS name); ValueError on anything
+    invalid, including flags that do not apply to --algo."""
+    from lfjax.configs import SWEEPABLE, parse_sweep
+
     sweep = parse_sweep(FLAGS.sweep)
-    both = [name for name, _ in sweep if name in SWEEPABLE and name in AGENT_FLAGS and FLAGS[name].present]
+    both = [name for name, _ in sweep
+            if name in SWEEPABLE and name in shared_flags.AGENT_FLAGS and FLAGS[name].present]
     if both:
         raise ValueError(f"--{both[0]} and --sweep={both[0]}=... both set {both[0]}; keep one")
-    config = dataclasses.replace(config, agent=agent, flow=flow, algo=FLAGS.algo, sweep=sweep, **run)
-    config.validate()
+    config = shared_flags.config_from_flags(
+        FLAGS.env, FLAGS.algo, preset, sweep=sweep,
+        num_seeds=FLAGS.num_seeds, seed=FLAGS.seed, flow_per_seed=FLAGS.flow_per_seed)
     unused = [] if config.uses_flow else [f for f in FLOW_ONLY if FLAGS[f].present]
     why = "it uses no flow"
     if not config.uses_critics:
@@ -94,6 +96,24 @@ def build_config():
     return config
 
 
+def saved_config(workdir: pathlib.Path) -> dict | None:
+    """The configuration a run in ``workdir`` holds (its config.json), or None when there is
+    none or it cannot be read (check_workdir says what is wrong with it later)."""
+    from lfjax.checkpoints import CheckpointError, read_json
+
+    try:
+        return read_json(workdir / "config.json")
+    except (OSError, CheckpointError):
+        return None
+
+
+def same_config(config, saved: dict | None) -> bool:
+    """Whether a saved config.json holds ``config`` (as check_workdir compares them)."""
+    from lfjax.checkpoints import as_json
+
+    return saved is not None and as_json(config.to_dict()) == saved
+
+
 def main(argv) -> int:
     from experiments import cli, tracking
 
@@ -103,21 +123,39 @@ def main(argv) -> int:
 
     try:
         data.get_env_spec(FLAGS.env)
-        config = build_config()
+        shared_flags.check_preset(FLAGS.preset)
+        # Every flag is checked now, under any preset (none of the checks depends on the
+        # preset's values): auto is resolved only after joining the job, below.
+        build_config("paper" if FLAGS.preset == shared_flags.AUTO else FLAGS.preset)
         tracking.check_installed(FLAGS.log_dir, FLAGS.wandb)
     except ValueError as e:  # UnknownEnvError is a ValueError
         return cli.fail(str(e))
-    workdir = pathlib.Path(FLAGS.workdir or f"runs/{FLAGS.env}-{FLAGS.preset}")
-    flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
     # Only after the flags are known good: joining waits for every process of the job.
     try:
         cli.join_processes(FLAGS.distributed)
     except cli.UserError as e:
         return cli.fail(str(e))
-    return run(config, workdir, flow_dir)
+    # auto: the preset the run already in --workdir holds (a resume on another machine
+    # continues the same configuration), else by the devices. The default workdir is named
+    # after the chosen preset, so only a given --workdir can hold another one.
+    given = pathlib.Path(FLAGS.workdir) if FLAGS.workdir else None
+    saved = saved_config(given) if given else None
+
+    def made_with(name: str) -> str | None:
+        return f"the run in {given} was made with it" if saved and same_config(build_config(name), saved) else None
+
+    preset = cli.choose_preset(FLAGS.preset, made_with)
+    log, _ = cli.job_output(FLAGS.progress)
+    log(preset.line)
+    config = build_config(preset.name)
+    workdir = given or pathlib.Path(f"runs/{FLAGS.env}-{preset.name}")
+    flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
+    options = RunOptions(preset=preset.record(), resume=FLAGS.resume, progress=FLAGS.progress,
+                         log_dir=FLAGS.log_dir, wandb=FLAGS.wandb, wandb_project=FLAGS.wandb_project)
+    return run(config, workdir, flow_dir, options)
 
 
-def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
+def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path, options: RunOptions) -> int:
     """Every stage, in every process of the job; process 0 prints and writes the files.
 
     From its first write to its end the run holds --workdir's lock (process 0 for the job), so
@@ -127,7 +165,7 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     from lfjax import processes, sharding, stages
     from lfjax.checkpoints import check_free, hold_directory
 
-    log, _ = cli.job_output(FLAGS.progress)
+    log, _ = cli.job_output(options.progress)
 
     def run_stages():
         sharding.seed_mesh(config.num_members)  # across hosts: a member count that does not split
@@ -137,9 +175,9 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
             cli.check_writable(flow_dir, "--flow_dir")
             check_free(workdir)  # another process writing there: one line naming it
             check_free(flow_dir)
-            if FLAGS.log_dir and processes.is_leader():  # only process 0 writes there
-                cli.check_writable(pathlib.Path(FLAGS.log_dir), "--log_dir")
-            cli.check_workdir(workdir, config, FLAGS.resume)
+            if options.log_dir and processes.is_leader():  # only process 0 writes there
+                cli.check_writable(pathlib.Path(options.log_dir), "--log_dir")
+            cli.check_workdir(workdir, config, options.resume)
 
         processes.together(check_dirs, cli.USER_ERRORS)
         processes.barrier("lfjax-workdir-checked")  # before process 0 writes config.json
@@ -154,8 +192,8 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
             )
         with hold_directory(workdir):
             # Checked again, alone now: two commands started together both passed the first check.
-            processes.together(lambda: cli.check_workdir(workdir, config, FLAGS.resume), cli.USER_ERRORS)
-            return train(config, loaded, workdir, flow_dir)
+            processes.together(lambda: cli.check_workdir(workdir, config, options.resume), cli.USER_ERRORS)
+            return train(config, loaded, workdir, flow_dir, options)
 
     return cli.run_stages(
         run_stages,
@@ -164,23 +202,29 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     )
 
 
-def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
+def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path, options: RunOptions) -> int:
     """The flow and agent stages, the result files and the last line; the caller holds the
     workdir's lock."""
     from experiments import cli, reporting, tracking
     from lfjax import processes, stages
     from lfjax.checkpoints import hold_directory, write_json
 
-    log, progress = cli.job_output(FLAGS.progress)
+    started = time.monotonic()
+    # A resumed run adds its time to what the run before it recorded (results.json, rewritten
+    # at every evaluation right after its checkpoint): the seconds spent on the work that
+    # counts, over every segment; work lost to a kill after the last evaluation is not counted.
+    before = previous_wall_seconds(workdir) if options.resume else 0.0
+    log, progress = cli.job_output(options.progress)
     if processes.is_leader():
         write_json(workdir / "config.json", config.to_dict())
     if config.uses_flow:
-        pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=FLAGS.resume,
+        pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=options.resume,
                                                   progress=progress, log=log)
     else:
         pretrained = stages.flow.no_flow(loaded)
     base = {
         "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
+        "preset": options.preset,
         "versions": reporting.versions(),
         "dataset": {
             **stages.dataset.dataset_identity(loaded),
@@ -192,12 +236,14 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     # Process 0 tracks the run (if asked for); opened before the agents train, so that a W&B
     # login problem shows early.
     tracker = tracking.open_tracker(
-        log_dir=FLAGS.log_dir if processes.is_leader() else None,
-        use_wandb=FLAGS.wandb and processes.is_leader(),
-        workdir=workdir, config=base, wandb_project=FLAGS.wandb_project,
+        log_dir=options.log_dir if processes.is_leader() else None,
+        use_wandb=options.wandb and processes.is_leader(),
+        workdir=workdir, config=base, wandb_project=options.wandb_project,
     )
 
     def report(results):
+        # Wall seconds of the flow and agent stages (not the dataset's), as of this evaluation.
+        results = {**results, "wall_seconds": before + time.monotonic() - started}
         reporting.write_outputs(workdir, results)
         tracker.report(results)
 
@@ -207,7 +253,7 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         with hold_directory(flow_dir, shared=True) if config.uses_flow else contextlib.nullcontext():
             results = stages.agent.train_agent(
                 config, loaded, pretrained, workdir,
-                resume=FLAGS.resume, progress=progress, log=log, results_base=base, report=report,
+                resume=options.resume, progress=progress, log=log, results_base=base, report=report,
             )
     finally:
         tracker.close()
@@ -220,6 +266,18 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     return status
 
 
+def previous_wall_seconds(workdir: pathlib.Path) -> float:
+    """The wall seconds the run in ``workdir`` recorded so far (0 when it recorded none: killed
+    before its first evaluation, or made before runs recorded them)."""
+    from lfjax.checkpoints import CheckpointError, read_json
+
+    try:
+        return float(read_json(workdir / "results.json").get("wall_seconds") or 0.0)
+    except (OSError, CheckpointError, AttributeError, TypeError, ValueError):
+        return 0.0
+
+
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flag_as_required("env")
     app.run(lambda argv: sys.exit(main(argv)))

@@ -1,14 +1,24 @@
-"""The command-line flags that `experiments.run` and `experiments.pretrain_flow` share.
+"""The command-line flags that `experiments.run`, `experiments.table` and
+`experiments.pretrain_flow` share, and the RunConfig they build from them.
 
 Kept apart from experiments.cli (which imports JAX) so that defining flags, and
-rejecting bad ones, stays instant.
+rejecting bad ones, stays instant: lfjax.configs is imported only when a config is built.
 """
+
+import dataclasses
 
 import absl.logging  # noqa: F401  (defines --log_dir, taken over by define_tracking)
 from absl import flags
 
 # Flag name -> FlowTrainConfig field.
 FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flow_blocks": "num_blocks"}
+# Overrides of AWACConfig fields and of RunConfig fields (define_overrides).
+# The critics' stability options (AWACConfig; off in the paper preset).
+STABILITY_FLAGS = ("critic_layer_norm", "num_critics", "td_target_clip", "tau_final", "tau_half_life")
+AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr", *STABILITY_FLAGS)
+SCHEDULE_FLAGS = ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes")
+# --preset's default: chosen by the devices JAX sees (experiments.cli.choose_preset).
+AUTO = "auto"
 
 
 def define() -> None:
@@ -19,6 +29,35 @@ def define() -> None:
     flags.DEFINE_bool("progress", True, "Show progress bars.")
     flags.DEFINE_bool("distributed", False, "Join a multi-process job (jax.distributed): every "
                       "host runs this same command; see README.md.")
+
+
+def define_preset() -> None:
+    flags.DEFINE_string(
+        "preset", AUTO, "auto (default): quick when JAX sees no accelerator (CPU only), paper "
+        "when it sees a GPU or TPU, or the preset an existing run in --workdir was made with; "
+        "paper: SPEC.md settings (1M updates, hours on a CPU); quick: minutes on a CPU.")
+
+
+def define_overrides() -> None:
+    """--preset and the overrides of the main hyperparameters (None: the preset's value)."""
+    define_preset()
+    flags.DEFINE_integer("num_updates", None, "AWAC updates per seed.")
+    flags.DEFINE_integer("eval_every", None, "Updates between evaluations and checkpoints.")
+    flags.DEFINE_integer("eval_episodes", None, "Evaluation episodes per seed (every evaluation but the last).")
+    flags.DEFINE_integer("final_eval_episodes", None, "Evaluation episodes per seed at the last "
+                         "evaluation (the final score; default 50).")
+    flags.DEFINE_integer("batch_size", None, "AWAC batch size.")
+    flags.DEFINE_float("awac_lambda", None, "AWAC temperature lambda.")
+    flags.DEFINE_float("tau", None, "Target-critic Polyak step.")
+    flags.DEFINE_float("actor_lr", None, "Actor learning rate.")
+    flags.DEFINE_float("critic_lr", None, "Critic learning rate.")
+    flags.DEFINE_bool("critic_layer_norm", None, "LayerNorm before every hidden ReLU of the critics.")
+    flags.DEFINE_integer("num_critics", None, "Critics in the ensemble (paper: 2); targets use "
+                         "their minimum.")
+    flags.DEFINE_bool("td_target_clip", None, "Clip TD targets to the returns the data's reward "
+                      "range allows.")
+    flags.DEFINE_float("tau_final", None, "Decay tau toward this value (needs --tau_half_life).")
+    flags.DEFINE_float("tau_half_life", None, "Updates per halving of tau - tau_final.")
 
 
 def define_tracking() -> None:
@@ -40,3 +79,30 @@ def flow_overrides() -> dict:
     """FlowTrainConfig fields set on the command line: {field: value}."""
     return {field: getattr(flags.FLAGS, name) for name, field in FLOW_FLAGS.items()
             if getattr(flags.FLAGS, name) is not None}
+
+
+def check_preset(name: str) -> None:
+    """ValueError unless ``name`` is auto or a preset of lfjax.configs.PRESETS."""
+    from lfjax.configs import PRESETS
+
+    if name != AUTO and name not in PRESETS:
+        raise ValueError(f"unknown --preset={name!r}; choose one of: {', '.join((AUTO, *PRESETS))}")
+
+
+def config_from_flags(env: str, algo: str, preset: str, **run):
+    """The RunConfig of ``env`` and ``algo`` under ``preset`` (a name of lfjax.configs.PRESETS,
+    already resolved from auto) with the overrides of define_overrides() and define()'s flow
+    flags, and the RunConfig fields in ``run`` (num_seeds, seed, sweep, ...; None: the
+    preset's). ValueError naming the first invalid setting."""
+    from lfjax.configs import PRESETS
+
+    FLAGS = flags.FLAGS
+    config = PRESETS[preset](env)
+    agent = dataclasses.replace(
+        config.agent, **{k: getattr(FLAGS, k) for k in AGENT_FLAGS if getattr(FLAGS, k) is not None})
+    flow = dataclasses.replace(config.flow, **flow_overrides())
+    schedule = {k: getattr(FLAGS, k) for k in SCHEDULE_FLAGS if getattr(FLAGS, k) is not None}
+    run = {k: v for k, v in run.items() if v is not None}
+    config = dataclasses.replace(config, agent=agent, flow=flow, algo=algo, **schedule, **run)
+    config.validate()
+    return config

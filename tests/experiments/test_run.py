@@ -19,20 +19,33 @@ TINY = [
 ]
 
 
-def run(args, root, **kwargs):
+def run(args, root, cwd=REPO, **kwargs):
     env = cli_env(root)
     return subprocess.run(
         [sys.executable, "-m", "experiments.run", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kwargs,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **kwargs,
     )
 
 
 @pytest.fixture(scope="module")
 def finished(minari_root, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run") / "w"
-    proc = run([*TINY, f"--workdir={workdir}"], minari_root)
+    """TINY as a user first runs it: no --preset (auto, which is quick on this CPU: the same
+    configuration as TINY's --preset=quick) and no --workdir (runs/<env>-<preset> in the
+    current directory)."""
+    here = tmp_path_factory.mktemp("run")
+    proc = run([a for a in TINY if a != "--preset=quick"], minari_root, cwd=here)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir, proc
+    return here / "runs" / "maze2d-umaze-quick", proc
+
+
+def test_without_preset_the_first_line_chooses_quick_on_a_cpu(finished):
+    workdir, proc = finished
+    assert proc.stdout.splitlines()[0] == (
+        "preset: quick (JAX sees no accelerator, only cpu; the paper protocol, 1,000,000 updates "
+        "per seed, is --preset=paper, ~10 h per seed on a 2-core CPU)")
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["preset"] == {"name": "quick", "chosen": "auto: JAX sees no accelerator, only cpu"}
+    assert results["wall_seconds"] > sum(100 / p["updates_per_second"] for p in results["curve"])
 
 
 def test_writes_every_output(finished):
@@ -111,6 +124,7 @@ def test_killed_run_resumes_to_identical_results(finished, minari_root, tmp_path
     assert [p["scores"] for p in ours["curve"]] == [p["scores"] for p in theirs["curve"]]
     assert [p["critic_loss"] for p in ours["curve"]] == [p["critic_loss"] for p in theirs["curve"]]
     assert ours["final"] == theirs["final"] and ours["baselines"] == theirs["baselines"]
+    assert ours["preset"] == {"name": "quick", "chosen": "given"}  # TINY's --preset=quick
 
 
 def files(directory):
