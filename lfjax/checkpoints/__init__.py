@@ -20,15 +20,19 @@ from lfjax.checkpoints.locks import (
 )
 from lfjax.checkpoints.runs import (
     CHECKPOINTS,
+    RestoredRun,
     restore_latest,
+    restore_newest_intact,
     restore_run_record,
     restore_run_states,
     run_checkpoints,
     save_run_checkpoint,
+    set_aside,
     step_dir,
 )
 from lfjax.checkpoints.trees import (
     CheckpointError,
+    UnreadableCheckpointError,
     as_json,
     quiet_orbax,
     read_json,
@@ -49,10 +53,13 @@ __all__ = [
     "hold_directory",
     "lock_holder",
     "PretrainedFlow",
+    "RestoredRun",
+    "UnreadableCheckpointError",
     "load_pretrained_flow",
     "quiet_orbax",
     "read_json",
     "restore_latest",
+    "restore_newest_intact",
     "restore_run_record",
     "restore_run_states",
     "restore_tree",
@@ -60,6 +67,7 @@ __all__ = [
     "save_pretrained_flow",
     "save_run_checkpoint",
     "save_tree",
+    "set_aside",
     "step_dir",
     "write_json",
 ]

@@ -26,6 +26,27 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or not what the caller expects."""
 
 
+class UnreadableCheckpointError(CheckpointError):
+    """A checkpoint whose files cannot be read back (truncated, corrupt): unlike one of another
+    structure, an older checkpoint of the same run may still be intact.
+
+    Attributes:
+        directory: the checkpoint that failed.
+        reason: why, in a few words (the reader's own message, shortened).
+    """
+
+    def __init__(self, message: str, directory: pathlib.Path, reason: str):
+        super().__init__(message)
+        self.directory = directory
+        self.reason = reason
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    """``Type: message``, at most ``limit`` characters, on one line."""
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _checkpointer() -> ocp.StandardCheckpointer:
     return ocp.StandardCheckpointer()
 
@@ -72,9 +93,9 @@ def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
     try:
         stored = checkpointer.metadata(directory).item_metadata.tree
     except Exception as e:  # orbax raises many types for unreadable directories
-        raise CheckpointError(
-            f"{directory} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]}); "
-            "it may be truncated or corrupt: delete it and rerun"
+        raise UnreadableCheckpointError(
+            f"{directory} is not a readable checkpoint ({_short(e)}); "
+            "it may be truncated or corrupt: delete it and rerun", directory, _short(e)
         ) from e
     stored_by_name = _leaves_by_name(stored)
     expected_by_name = _leaves_by_name(like)
@@ -106,9 +127,9 @@ def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
     except Exception as e:
         # The hook stays: the failed restore's other reads are finalized later (at exit, often),
         # and each would print a traceback around the one error line the user should read.
-        raise CheckpointError(
-            f"could not read checkpoint {directory} ({type(e).__name__}: {str(e)[:200]}); "
-            "it may be truncated or corrupt: delete it and rerun"
+        raise UnreadableCheckpointError(
+            f"could not read checkpoint {directory} ({_short(e)}); "
+            "it may be truncated or corrupt: delete it and rerun", directory, _short(e)
         ) from e
     sys.unraisablehook = previous_hook
     return restored

@@ -38,11 +38,13 @@ import numpy as np
 from lfjax import agent, data, evaluation, sharding
 from lfjax.checkpoints import (
     PretrainedFlow,
+    UnreadableCheckpointError,
     hold_directory,
-    restore_latest,
+    restore_newest_intact,
     restore_run_states,
     run_checkpoints,
     save_run_checkpoint,
+    set_aside,
 )
 from lfjax.configs import RunConfig
 from lfjax.envs import make_batched_env
@@ -188,9 +190,13 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
         return sharding.gather_seeds(scores, indices, num_members)  # [M]
 
     manager = run_checkpoints(workdir)
-    restored = restore_latest(manager, workdir, states) if resume else None
+    restored = restore_newest_intact(manager, workdir, states) if resume else None
     if restored is not None:
-        updates, states, record = restored  # placed like the fresh states
+        updates, states, record, skipped = restored  # placed like the fresh states
+        for step, why in skipped:  # newer steps that cannot be read: out of the way, kept
+            aside = set_aside(manager, workdir, step)
+            log(f"skipping the checkpoint at {step} updates, which cannot be read ({why}); "
+                f"moved to {aside}")
         curve, failed, baselines = record["curve"], np.array(record["failed"]), record["baselines"]
         # Older checkpoints did not record where a member failed.
         failed_within = record.get("failed_within", [None] * num_members)
@@ -333,13 +339,16 @@ def _summaries(config: RunConfig, members: Members, curve: list[dict], failed: n
 
 
 def load_agents(config: RunConfig, pretrained: PretrainedFlow, obs_dim: int,
-                workdir: pathlib.Path, step: int | None = None) -> tuple[int, agent.TrainState]:
+                workdir: pathlib.Path, step: int | None = None,
+                log: Log = print) -> tuple[int, agent.TrainState]:
     """(step, the member-stacked train states [M, ...]) saved by `train_agent` in workdir at
-    ``step`` (default: the latest; the run keeps the last two). ValueError naming the steps
-    there when ``step`` is not one of them."""
-    steps = sorted(run_checkpoints(workdir).all_steps())
-    step = step if step is not None else (steps[-1] if steps else None)
-    if step not in steps:
+    ``step`` (default: the newest that reads back whole; the run keeps the last two, and a
+    newer one that cannot be read is named in ``log``). ValueError naming the steps there when
+    ``step`` is not one of them; UnreadableCheckpointError when ``step`` (or, by default,
+    every step) cannot be read."""
+    manager = run_checkpoints(workdir)
+    steps = sorted(manager.all_steps())
+    if not steps or (step is not None and step not in steps):
         raise ValueError(
             f"no checkpoint {step} in {workdir / 'checkpoints'} (it keeps the last two "
             f"evaluations): choose --step from {steps}" if steps else
@@ -347,7 +356,21 @@ def load_agents(config: RunConfig, pretrained: PretrainedFlow, obs_dim: int,
         )
     init, args = agent_init(config, pretrained, obs_dim)
     like = jax.eval_shape(jax.vmap(init), *args)
-    return step, restore_run_states(workdir, step, like)
+    if step is not None:
+        try:
+            return step, restore_run_states(workdir, step, like)
+        except UnreadableCheckpointError as e:
+            others = [s for s in steps if s != step]
+            raise UnreadableCheckpointError(
+                f"checkpoint {step} in {workdir / 'checkpoints'} cannot be read ({e.reason}); it may "
+                f"be truncated or corrupt" + (f": choose --step from {others}" if others else ""),
+                e.directory, e.reason,
+            ) from e
+    restored = restore_newest_intact(manager, workdir, like)
+    for skipped, why in restored.skipped:
+        log(f"note: the checkpoint at {skipped} updates cannot be read ({why}): evaluating the "
+            f"one at {restored.step} updates, the newest intact one")
+    return restored.step, restored.states
 
 
 def evaluate_agents(

@@ -44,18 +44,40 @@ def _same_results(ours: dict, theirs: dict) -> None:
     assert ours["final"] == theirs["final"]
 
 
-def test_corrupt_checkpoint_and_results_give_clear_errors(minari_root, finished_run, tmp_path):
+def _truncate_largest_array_file(step_dir: pathlib.Path) -> None:
+    """Cuts the largest array file of a checkpoint to half its size (a disk that filled up, a
+    copy cut short)."""
+    files = [f for f in (step_dir / "state").rglob("*") if f.is_file()]
+    largest = max(files, key=lambda f: f.stat().st_size)
+    assert largest.stat().st_size > 1000, largest  # the arrays, not a small metadata file
+    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+
+
+def _evaluate(args, root):
+    return subprocess.run([sys.executable, "-m", "experiments.evaluate", *args], cwd=REPO,
+                          env=cli_env(root), capture_output=True, text=True, timeout=600)
+
+
+def test_corrupt_checkpoints_and_results_give_clear_errors(minari_root, finished_run, tmp_path):
+    """Every checkpoint damaged (40: every file garbage, metadata included; 20: an array file
+    truncated): --resume stops with one line naming both and what to do, and loses nothing.
+    A corrupt config.json: one line too."""
     root = minari_root
-    workdir, _ = finished_run
+    workdir, finished = finished_run
 
     damaged = tmp_path / "damaged"
     shutil.copytree(workdir, damaged)
     for f in (damaged / "checkpoints" / "40" / "state").rglob("*"):
         if f.is_file() and f.stat().st_size > 0:
             f.write_bytes(b"\0garbage")
+    _truncate_largest_array_file(damaged / "checkpoints" / "20")
     proc = _cli([*TINY, f"--workdir={damaged}", "--resume"], root)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "checkpoint" in proc.stderr and ("corrupt" in proc.stderr or "readable" in proc.stderr), proc.stderr
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: no checkpoint in {damaged / 'checkpoints'} can be read (40: "), proc.stderr[-3000:]
+    assert "; 20: " in lines[0] and "start the run over" in lines[0]
+    assert json.loads((damaged / "results.json").read_text()) == finished  # nothing lost
 
     (damaged / "config.json").write_text("{trunc")
     proc = _cli([*TINY, f"--workdir={damaged}", "--resume"], root)
@@ -118,31 +140,33 @@ def test_killed_during_a_checkpoint_save_resumes_from_the_last_committed_one(
     _same_results(json.loads((half / "results.json").read_text()), finished)
 
 
-def test_a_truncated_array_file_is_named_or_skipped(minari_root, finished_run, tmp_path):
-    """The largest array file of the last checkpoint cut to half its size (a disk that filled
-    up, a copy cut short): --resume either stops with an error line naming that checkpoint or
-    resumes from the one before and finishes with the same results; never a traceback from
-    lfjax, never different results. (Today it stops. The restore's other reads, still pending
-    when the first one fails, used to print bare tracebacks from orbax's coroutines and
-    TensorStore's threads around the error line, sometimes before it.)"""
+def test_a_truncated_latest_checkpoint_is_skipped_for_the_newest_intact_one(minari_root, finished_run, tmp_path):
+    """The largest array file of the last checkpoint (40) cut to half: experiments.evaluate
+    evaluates checkpoint 20 and says why; --resume says which checkpoint it skipped and why,
+    moves it aside (kept, out of the way), resumes from 20 and ends with the results of a run
+    never damaged; no traceback on stderr. (Before: both stopped with "delete it and rerun",
+    and the restore's pending reads could print tracebacks around that line.)"""
     workdir, finished = finished_run
     damaged = tmp_path / "w"
     shutil.copytree(workdir, damaged)
-    files = [f for f in (damaged / "checkpoints" / "40" / "state").rglob("*") if f.is_file()]
-    largest = max(files, key=lambda f: f.stat().st_size)
-    assert largest.stat().st_size > 1000, largest  # the arrays, not a small metadata file
-    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+    _truncate_largest_array_file(damaged / "checkpoints" / "40")
+
+    evaluated = _evaluate([f"--workdir={damaged}", "--episodes=1"], minari_root)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "the checkpoint at 40 updates cannot be read" in evaluated.stdout, evaluated.stdout
+    assert "evaluating the one at 20 updates, the newest intact one" in evaluated.stdout
+    assert "maze2d-umaze after 20 updates" in evaluated.stdout and evaluated.stderr == ""
+    assert (damaged / "evaluations" / "step-20-1ep-sample-seed0.json").is_file()
+
     proc = _cli([*TINY, f"--workdir={damaged}", "--resume"], minari_root)
-    assert not re.search(r'File ".*/(lfjax|experiments)/', proc.stderr), proc.stderr[-3000:]
-    if proc.returncode == 0:
-        assert "resuming from the checkpoint at 20 updates" in proc.stdout, proc.stdout
-        _same_results(json.loads((damaged / "results.json").read_text()), finished)
-    else:
-        assert proc.returncode == 2, proc.stderr[-3000:]
-        lines = proc.stderr.splitlines()
-        assert len(lines) == 1, proc.stderr[-3000:]
-        assert lines[0].startswith("error: ") and str(damaged / "checkpoints" / "40") in lines[0], lines[0]
-        assert json.loads((damaged / "results.json").read_text()) == finished  # nothing lost
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == "", proc.stderr[-3000:]
+    assert re.search(r"skipping the checkpoint at 40 updates, which cannot be read \(.+\); moved to "
+                     + re.escape(str(damaged / "damaged-checkpoints" / "40")), proc.stdout), proc.stdout
+    assert "resuming from the checkpoint at 20 updates" in proc.stdout, proc.stdout
+    _same_results(json.loads((damaged / "results.json").read_text()), finished)
+    assert sorted(p.name for p in (damaged / "checkpoints").iterdir()) == ["20", "40"]
+    assert (damaged / "damaged-checkpoints" / "40" / "state").is_dir()
 
 
 @pytest.mark.parametrize("module", ["experiments.run", "experiments.make_dataset"])
