@@ -2,10 +2,11 @@
 log, joining a multi-process job, and running a command's stages so that a mistake is one line
 and lost contact with another process leaves cleanly.
 
-Exit codes: 0 done; 2 a mistake the user can fix (one line on stderr, nothing written), or
-a directory another process is writing in; 1 the training failed (a flow that never reached a
-finite NLL, every seed non-finite), the job lost a process, or another cause that is not the
-user's.
+Exit codes: 0 done; 2 a mistake the user can fix (one line on stderr, nothing written), a
+directory another process is writing in, or a full disk (one line: what was being written, how
+much it needed, and to rerun with --resume once there is room); 1 the training failed (a flow
+that never reached a finite NLL, every seed non-finite), the job lost a process, or another
+cause that is not the user's.
 """
 
 import os
@@ -17,7 +18,7 @@ import jax
 from tqdm import tqdm
 
 from lfjax import processes
-from lfjax.checkpoints import CheckpointError
+from lfjax.checkpoints import CheckpointError, DiskFullError, is_disk_full
 from lfjax.data import DatasetError
 from lfjax.pretraining import FlowDivergedError
 
@@ -94,24 +95,37 @@ def check_writable(directory: pathlib.Path, flag: str) -> None:
         raise UserError(f"{flag}={directory}: {existing} is not writable; choose another {flag}")
 
 
-def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
+def run_stages(stages: Callable[[], int], *, after_lost_contact: str,
+               after_disk_full: str = "free space and rerun the same command with --resume") -> int:
     """Runs a command's stages and returns its exit status. A user-facing error, in this or any
-    other process of the job, is one line on stderr and status 2; a training that failed
+    other process of the job, is one line on stderr and status 2; so is a full disk (with
+    ``after_disk_full``: how to go on once there is room); a training that failed
     (FlowDivergedError) is one line and status 1; lost contact with another process is one line
     (with ``after_lost_contact``: what is saved, how to go on) and status 1."""
     try:
         return stages()
+    except DiskFullError as e:  # what lfjax was writing, and roughly how much it needed
+        return fail(f"{e}; {after_disk_full}")
     except (*USER_ERRORS, processes.OtherProcessError) as e:
+        if is_disk_full(e):  # a write lfjax does not wrap (a dataset, a lock file, tracking)
+            return fail(f"no space left on device ({_first_line(e)}); {after_disk_full}")
         return fail(str(e))
     except FlowDivergedError as e:
         return fail(str(e), status=1)
-    except OSError as e:  # a full disk, a directory that vanished: the environment, not a bug
+    except OSError as e:  # a directory that vanished, permissions: the environment, not a bug
+        if is_disk_full(e):
+            return fail(f"no space left on device ({_first_line(e)}); {after_disk_full}")
         return fail(f"{e}; check the path, its permissions and the free disk space (files "
                     "written before this are intact)")
     except jax.errors.JaxRuntimeError as e:
         if jax.process_count() == 1:
             raise  # one process: a bug, shown whole
         processes.leave_after_lost_contact(e, after_lost_contact)
+
+
+def _first_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:

@@ -1,6 +1,7 @@
 """Everything lfjax keeps on disk between runs: pytrees and JSON (`trees`), pretrained flows and
-their pretraining checkpoints (`flows`), the checkpoints of an agent run (`runs`), and the lock
-that lets one process at a time write in a directory (`locks`). Every restore compares the stored
+their pretraining checkpoints (`flows`), the checkpoints of an agent run (`runs`), the lock
+that lets one process at a time write in a directory (`locks`), and a full disk recognized as
+one `DiskFullError` however it surfaces (`space`). Every restore compares the stored
 structure, shapes and dtypes with what the caller expects before reading anything.
 """
 
@@ -30,6 +31,7 @@ from lfjax.checkpoints.runs import (
     set_aside,
     step_dir,
 )
+from lfjax.checkpoints.space import DiskFullError, is_disk_full, tree_bytes, writing
 from lfjax.checkpoints.trees import (
     CheckpointError,
     UnreadableCheckpointError,
@@ -45,12 +47,14 @@ __all__ = [
     "CHECKPOINTS",
     "CheckpointError",
     "DirectoryBusyError",
+    "DiskFullError",
     "FlowProgress",
     "PartialFlowError",
     "as_json",
     "check_free",
     "describe_holder",
     "hold_directory",
+    "is_disk_full",
     "lock_holder",
     "PretrainedFlow",
     "RestoredRun",
@@ -69,5 +73,7 @@ __all__ = [
     "save_tree",
     "set_aside",
     "step_dir",
+    "tree_bytes",
     "write_json",
+    "writing",
 ]

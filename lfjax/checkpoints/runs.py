@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 import orbax.checkpoint as ocp
 
 from lfjax import processes
-from lfjax.checkpoints.trees import CheckpointError, UnreadableCheckpointError, restore_tree
+from lfjax.checkpoints.space import tree_bytes, writing
+from lfjax.checkpoints.trees import UnreadableCheckpointError, restore_tree
 
 CHECKPOINTS = "checkpoints"
 DAMAGED = "damaged-checkpoints"
@@ -37,14 +38,17 @@ def step_dir(workdir: pathlib.Path, step: int) -> pathlib.Path:
 def save_run_checkpoint(manager: ocp.CheckpointManager, step: int, states: Any,
                         progress_record: dict) -> None:
     """Saves states (a pytree of arrays) and progress_record (JSON-able) as step ``step``,
-    blocking until both are committed."""
-    manager.save(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(states), progress=ocp.args.JsonSave(progress_record)
-        ),
-    )
-    manager.wait_until_finished()
+    blocking until both are committed. DiskFullError when the disk fills (the steps before
+    are intact)."""
+    where = pathlib.Path(manager.directory) / str(step)
+    with writing(where, tree_bytes(states) + tree_bytes(progress_record)):
+        manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(states), progress=ocp.args.JsonSave(progress_record)
+            ),
+        )
+        manager.wait_until_finished()
 
 
 def restore_run_states(workdir: pathlib.Path, step: int, like: Any) -> Any:
@@ -55,7 +59,7 @@ def restore_run_states(workdir: pathlib.Path, step: int, like: Any) -> Any:
 
 def restore_run_record(manager: ocp.CheckpointManager, workdir: pathlib.Path, step: int) -> dict:
     """Step ``step``'s progress record (curve so far, failed seeds, baselines);
-    CheckpointError when it is unreadable."""
+    UnreadableCheckpointError when it is unreadable."""
     try:
         return manager.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))["progress"]
     except Exception as e:

@@ -19,6 +19,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from lfjax.checkpoints.space import tree_bytes, writing
+
 PyTree = Any
 
 
@@ -55,8 +57,9 @@ def save_tree(directory: str | os.PathLike, tree: PyTree) -> None:
     """Saves a pytree of arrays under ``directory`` (replaced if it exists), blocking."""
     directory = pathlib.Path(directory).absolute()
     checkpointer = _checkpointer()
-    checkpointer.save(directory, tree, force=True)
-    checkpointer.wait_until_finished()
+    with writing(directory, tree_bytes(tree)):  # a full disk: DiskFullError
+        checkpointer.save(directory, tree, force=True)
+        checkpointer.wait_until_finished()
 
 
 def _describe(leaf) -> tuple[tuple[int, ...], str]:
@@ -121,7 +124,7 @@ def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
         like,
     )
     previous_hook = sys.unraisablehook
-    sys.unraisablehook = _without_orbax_read_noise(previous_hook)
+    sys.unraisablehook = _without_orbax_noise(previous_hook)
     try:
         restored = checkpointer.restore(directory, target)
     except Exception as e:
@@ -135,14 +138,18 @@ def restore_tree(directory: str | os.PathLike, like: PyTree) -> PyTree:
     return restored
 
 
-def _without_orbax_read_noise(hook):
-    """``hook``, except for the exceptions of a failed orbax restore that nothing can catch.
+def _without_orbax_noise(hook):
+    """``hook``, except for the exceptions of a failed orbax restore or save that nothing can
+    catch.
 
-    When one array of a restore fails, orbax's other reads of it fail too, in coroutines nobody
-    awaits any more, and TensorStore's threads finish them by calling into an event loop orbax
-    has closed. Python reports each through ``sys.unraisablehook`` as a bare traceback, often
-    around (even before) the one line that says which checkpoint is damaged.
+    When one array of a restore (or a save, on a full disk) fails, orbax's other reads or
+    writes of it fail too, in coroutines nobody awaits any more, and TensorStore's threads
+    finish them by calling into an event loop orbax has closed. Python reports each through
+    ``sys.unraisablehook`` as a bare traceback, often around (even before) the one line that
+    says what failed.
     """
+    if getattr(hook, "lfjax_orbax_filter", False):
+        return hook
 
     def filtered(unraisable):
         frames = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(unraisable.exc_traceback)]
@@ -153,24 +160,27 @@ def _without_orbax_read_noise(hook):
         if not (in_orbax or closed_loop):
             hook(unraisable)
 
+    filtered.lfjax_orbax_filter = True
     return filtered
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Writes JSON atomically: a reader sees the old file or the new one, never a part."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of a group
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(obj, indent=2, sort_keys=False)
+    with writing(path, len(text)):  # a full disk: DiskFullError, the old file intact
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of a group
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            pathlib.Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -189,9 +199,27 @@ def as_json(x: Any) -> Any:
 
 
 def quiet_orbax() -> None:
-    """Orbax logs every save and restore at INFO through absl; keep the terminal readable."""
+    """Orbax logs every save and restore at INFO through absl; keep the terminal readable.
+
+    Also drops what orbax says about its own failures: a save or restore that fails raises in
+    the caller (which reports it in one line: lfjax's errors name the directory and the fix),
+    while orbax's background threads log the same failure, traceback and all, once per thread
+    (four tracebacks for one full disk), and the pending reads and writes it abandons print
+    more through ``sys.unraisablehook``. For the command-line entry points, not the library."""
     from absl import logging as absl_logging
 
     # ERROR: orbax also warns that a composite item has no metadata file of its own.
     absl_logging.set_verbosity(absl_logging.ERROR)
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    absl = logging.getLogger("absl")
+    absl.setLevel(logging.ERROR)
+    if not any(isinstance(f, _NotOrbax) for f in absl.filters):
+        absl.addFilter(_NotOrbax())
+    sys.unraisablehook = _without_orbax_noise(sys.unraisablehook)
+
+
+class _NotOrbax(logging.Filter):
+    """Lets through every record except orbax's own (below CRITICAL)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (record.levelno >= logging.CRITICAL
+                or f"{os.sep}orbax{os.sep}" not in (record.pathname or ""))

@@ -169,6 +169,98 @@ def test_a_truncated_latest_checkpoint_is_skipped_for_the_newest_intact_one(mina
     assert (damaged / "damaged-checkpoints" / "40" / "state").is_dir()
 
 
+# experiments.run on a disk that is full for the writes whose path contains
+# $LFJAX_TEST_FULL_DISK: the stub fails them where orbax hands arrays to TensorStore (jax arrays:
+# the agent's checkpoints; numpy arrays: the flow) and where lfjax's own files are synced, with
+# the OSError(ENOSPC) a full disk gives; orbax's threads then fail around it as they do on a
+# real full disk (checked by hand on a small tmpfs: BUILD_NOTES.md).
+FULL_DISK = """
+import errno, os, runpy, sys
+from orbax.checkpoint._src.serialization import serialization, type_handlers
+
+where = os.environ["LFJAX_TEST_FULL_DISK"]
+
+
+def full(path):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+serialize = serialization.async_serialize_from_host
+async def async_serialize_from_host(value, tspec, *args, **kwargs):
+    if where in str(tspec):
+        full(tspec)
+    return await serialize(value, tspec, *args, **kwargs)
+
+
+write_numpy = type_handlers.NumpyHandler._open_and_write
+async def open_and_write(self, value, tspec, ts_context):
+    if where in str(tspec):
+        full(tspec)
+    return await write_numpy(self, value, tspec, ts_context)
+
+
+fsync = os.fsync
+def failing_fsync(fd):
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    if where in path:
+        full(path)
+    fsync(fd)
+
+
+serialization.async_serialize_from_host = async_serialize_from_host
+type_handlers.NumpyHandler._open_and_write = open_and_write
+os.fsync = failing_fsync
+sys.argv = ["experiments.run", *sys.argv[1:]]
+runpy.run_module("experiments.run", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_full_disk_is_one_line_and_resume_goes_on_once_there_is_room(minari_root, finished_run, tmp_path):
+    """The disk fills while the flow is saved, then (after --resume) while the agents'
+    checkpoint at 40 is saved, then while results.json is written: each time one line on
+    stderr (what was being written, about how much it needed, rerun with --resume), exit
+    status 2, nothing finished lost; --resume on a disk with room ends with the results of a
+    run that never met a full disk. (Before: orbax's threads logged four tracebacks around
+    orbax's own error text, and the line suggested checking the path.)"""
+    _, finished = finished_run
+    workdir = tmp_path / "w"
+    resume = []
+
+    def full_at(where):
+        proc = subprocess.run([sys.executable, "-c", FULL_DISK, *TINY, f"--workdir={workdir}", *resume],
+                              cwd=REPO, env=cli_env(minari_root, LFJAX_TEST_FULL_DISK=where),
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1, proc.stderr[-5000:]
+        return proc, lines[0]
+
+    _, line = full_at("flow/params.")
+    assert re.fullmatch(rf"error: no space left on device writing {re.escape(str(workdir / 'flow' / 'params'))} "
+                        r"\(the step needed (under 0\.1|about [0-9.]+) MB\); free space and rerun the same "
+                        r"command with --resume", line), line
+    assert not (workdir / "flow" / "flow.json").exists() and (workdir / "flow" / "progress" / "1").is_dir()
+
+    resume = ["--resume"]
+    proc, line = full_at("checkpoints/40.")
+    assert "resuming the flow's pretraining after epoch 1/1" in proc.stdout, proc.stdout
+    assert re.fullmatch(rf"error: no space left on device writing {re.escape(str(workdir / 'checkpoints' / '40'))} "
+                        r"\(the step needed about [0-9.]+ MB\); free space and rerun the same command "
+                        r"with --resume", line), line
+    assert json.loads((workdir / "results.json").read_text())["updates"] == 20
+
+    proc, line = full_at("results.json")
+    assert "resuming from the checkpoint at 20 updates" in proc.stdout, proc.stdout
+    assert line.startswith(f"error: no space left on device writing {workdir / 'results.json'} (the step "
+                           "needed under 0.1 MB); free space"), line
+    assert json.loads((workdir / "results.json").read_text())["updates"] == 20  # the old file, whole
+
+    proc = _cli([*TINY, f"--workdir={workdir}", "--resume"], minari_root)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-3000:]
+    assert "resuming from the checkpoint at 40 updates" in proc.stdout, proc.stdout
+    _same_results(json.loads((workdir / "results.json").read_text()), finished)
+
+
 @pytest.mark.parametrize("module", ["experiments.run", "experiments.make_dataset"])
 def test_empty_minari_path_is_one_clear_line(module, tmp_path):
     # Minari itself would fail deep inside with "No such file or directory: ''".
