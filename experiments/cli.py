@@ -129,9 +129,13 @@ def _first_line(error: BaseException) -> str:
 
 
 def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
-    """Refuses to mix runs: a workdir holds one configuration."""
-    from lfjax.checkpoints import as_json, read_json
+    """Refuses to mix runs: a workdir holds one configuration. On --resume, the settings that
+    only say how long to train and how to evaluate (RunConfig.RESUMABLE: --num_updates, at
+    least the updates done, --eval_every, --eval_episodes, --final_eval_episodes) may change;
+    the run records each change (results.json "resumed")."""
+    from lfjax.checkpoints import as_json, committed_steps, read_json
     from lfjax.checkpoints.locks import LOCK_FILE
+    from lfjax.configs import RunConfig
 
     config_path = workdir / "config.json"
     if not config_path.exists():
@@ -143,13 +147,23 @@ def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
     except CheckpointError as e:
         raise UserError(str(e)) from e
     current = as_json(config.to_dict())
-    if saved != current:
-        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    fixed = [k for k in diff if k not in RunConfig.RESUMABLE]
+    if fixed:
+        may = ", ".join(f"--{k}" for k in RunConfig.RESUMABLE)
         raise UserError(
-            f"{workdir} holds a run with a different configuration (differs in: {', '.join(diff)}); "
-            "choose another --workdir, or rerun with the same flags"
+            f"{workdir} holds a run with a different configuration (differs in: {', '.join(fixed)}); "
+            f"choose another --workdir, or rerun with the same flags (on --resume only {may} may change)"
         )
+    was = ", ".join(f"--{k}={saved.get(k)}" for k in diff)
     if not resume:
         raise UserError(
-            f"{workdir} already holds this run; pass --resume to continue it, or choose another --workdir"
+            f"{workdir} already holds this run{f' (with {was})' if diff else ''}; pass --resume to "
+            "continue it" + (" with the new settings" if diff else "") + ", or choose another --workdir"
+        )
+    done = max(committed_steps(workdir), default=0)
+    if config.num_updates < done:
+        raise UserError(
+            f"--resume: the run in {workdir} has done {done} updates already; --num_updates "
+            f"must be at least {done} (it was {saved.get('num_updates')})"
         )

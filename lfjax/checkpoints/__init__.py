@@ -22,6 +22,7 @@ from lfjax.checkpoints.locks import (
 from lfjax.checkpoints.runs import (
     CHECKPOINTS,
     RestoredRun,
+    committed_steps,
     restore_latest,
     restore_newest_intact,
     restore_run_record,
@@ -52,6 +53,7 @@ __all__ = [
     "PartialFlowError",
     "as_json",
     "check_free",
+    "committed_steps",
     "describe_holder",
     "hold_directory",
     "is_disk_full",

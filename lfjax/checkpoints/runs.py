@@ -30,6 +30,15 @@ def run_checkpoints(workdir: pathlib.Path) -> ocp.CheckpointManager:
     return ocp.CheckpointManager((pathlib.Path(workdir) / CHECKPOINTS).absolute(), options=options)
 
 
+def committed_steps(workdir: pathlib.Path) -> list[int]:
+    """The committed steps in <workdir>/checkpoints, sorted, read from the directory names
+    alone (creates nothing, reads no file; orbax's temporaries are not steps)."""
+    directory = pathlib.Path(workdir) / CHECKPOINTS
+    if not directory.is_dir():
+        return []
+    return sorted(int(d.name) for d in directory.iterdir() if d.name.isdigit() and d.is_dir())
+
+
 def step_dir(workdir: pathlib.Path, step: int) -> pathlib.Path:
     """Where step ``step``'s files are (the train states under "state")."""
     return pathlib.Path(workdir) / CHECKPOINTS / str(step)

@@ -21,11 +21,16 @@ The results dict it returns (and hands to ``report`` after every evaluation) hol
   the updates within which it failed;
 - summary: per configuration, mean ± std over its seeds at the last evaluation, best first;
 - final (scores, mean, std, failed seeds/members and where each failed) and the baselines
-  (random = 0 and behaviour cloning through the same flow, for latent AWAC).
-The last evaluation uses final_eval_episodes.
+  (random = 0 and behaviour cloning through the same flow, for latent AWAC);
+- resumed (only once a run was resumed): per resume, the updates it resumed at, when, and
+  which of RunConfig.RESUMABLE changed ({name: [before, now]}: a longer num_updates, other
+  evaluation settings).
+The last evaluation uses final_eval_episodes (a run extended later keeps that point as it
+was, and its curve goes on). Evaluations fall at multiples of eval_every and at num_updates.
 """
 
 import dataclasses
+import datetime
 import pathlib
 import sys
 import time
@@ -198,12 +203,19 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
             log(f"skipping the checkpoint at {step} updates, which cannot be read ({why}); "
                 f"moved to {aside}")
         curve, failed, baselines = record["curve"], np.array(record["failed"]), record["baselines"]
-        # Older checkpoints did not record where a member failed.
+        # Older checkpoints did not record where a member failed, nor their settings.
         failed_within = record.get("failed_within", [None] * num_members)
-        log(f"resuming from the checkpoint at {updates} updates")
+        changed = _changed_settings(record.get("settings"), config)
+        resumed = [*record.get("resumed", []), {
+            "at_updates": updates,
+            "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "changed": changed,
+        }]
+        what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in (changed or {}).items())
+        log(f"resuming from the checkpoint at {updates} updates" + (f" ({what})" if what else ""))
     else:
         updates, curve, failed = 0, [], np.zeros(num_members, bool)
-        failed_within = [None] * num_members
+        failed_within, resumed = [None] * num_members, []
         baselines = {"random policy": 0.0}
         if config.uses_flow:
             # Behaviour cloning through the same flow: decode z ~ Uniform(-1, 1)^L, the flow's
@@ -223,11 +235,12 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
             **_summaries(config, members, curve, failed, failed_within),
             "baselines": baselines,
             "curve": curve,
+            **({"resumed": resumed} if resumed else {}),
         }
 
     bar = _progress_bar(config.num_updates, updates) if progress else None
     while updates < config.num_updates and not failed.all():
-        n = min(config.eval_every, config.num_updates - updates)
+        n = _chunk(updates, config)
         start = time.perf_counter()
         new_states, metrics = train_chunk(states, frozen, dataset, n)
         metrics = sharding.to_host(metrics)  # [M, n] each; across hosts, gathered from all
@@ -266,7 +279,8 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
         })
         save_run_checkpoint(manager, updates, states, {
             "curve": curve, "failed": failed.tolist(), "failed_within": failed_within,
-            "baselines": baselines,
+            "baselines": baselines, "resumed": resumed,
+            "settings": {k: getattr(config, k) for k in RunConfig.RESUMABLE},
         })
         report(results(done=updates >= config.num_updates))
         if bar is not None:
@@ -282,6 +296,26 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
     final = results(done=True)
     report(final)
     return final
+
+
+def _chunk(updates: int, config: RunConfig) -> int:
+    """Updates in the chunk that starts after ``updates``: up to the next multiple of
+    eval_every (or num_updates). From 0 that is eval_every each, as it always was; a run
+    resumed with another eval_every or a longer num_updates evaluates at multiples of the new
+    eval_every again after one shorter chunk. (Chunk boundaries draw the training keys: a
+    chunk of 2k updates is not two of k, so a run extended from an end that was not a multiple
+    of eval_every, or whose eval_every changed, trains as its recorded history says, not as a
+    run never resumed.)"""
+    return min(config.eval_every - updates % config.eval_every, config.num_updates - updates)
+
+
+def _changed_settings(saved: dict | None, config: RunConfig) -> dict[str, list] | None:
+    """{setting: [before, now]} of the RESUMABLE settings that differ from those a checkpoint
+    was saved with (None when it did not record them)."""
+    if saved is None:
+        return None
+    return {k: [saved[k], getattr(config, k)] for k in RunConfig.RESUMABLE
+            if k in saved and saved[k] != getattr(config, k)}
 
 
 def _mean_std(scores: Any, ok: np.ndarray) -> dict[str, float | None]:

@@ -37,6 +37,20 @@ def finished_run(minari_root, tmp_path_factory):
     return workdir, json.loads((workdir / "results.json").read_text())
 
 
+# TINY trained 20 updates longer, its last evaluation with 2 episodes.
+LONGER = [*[a for a in TINY if not a.startswith(("--num_updates", "--final_eval_episodes"))],
+          "--num_updates=60", "--final_eval_episodes=2"]
+
+
+@pytest.fixture(scope="module")
+def longer_run(minari_root, finished_run):
+    """LONGER to its end, never interrupted, through finished_run's flow: its results.json."""
+    workdir = finished_run[0].parent / "longer"
+    proc = _cli([*LONGER, f"--flow_dir={finished_run[0] / 'flow'}", f"--workdir={workdir}"], minari_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((workdir / "results.json").read_text())
+
+
 def _same_results(ours: dict, theirs: dict) -> None:
     assert ours["status"] == "finished" and ours["updates"] == theirs["updates"]
     assert [p["scores"] for p in ours["curve"]] == [p["scores"] for p in theirs["curve"]]
@@ -259,6 +273,30 @@ def test_a_full_disk_is_one_line_and_resume_goes_on_once_there_is_room(minari_ro
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-3000:]
     assert "resuming from the checkpoint at 40 updates" in proc.stdout, proc.stdout
     _same_results(json.loads((workdir / "results.json").read_text()), finished)
+
+
+def test_a_finished_run_trains_longer_on_resume_and_records_it(minari_root, finished_run, longer_run, tmp_path):
+    """A finished run of 40 updates resumed with --num_updates=60 and --final_eval_episodes=2:
+    it goes on from its checkpoint at 40 (keeping its curve, whose point at 40 was its final
+    evaluation), ends with the results of a run of 60 updates never stopped, and records the
+    change in results.json; config.json now holds the new settings. (Before: refused, "a
+    different configuration (differs in: final_eval_episodes, num_updates)".)"""
+    workdir, finished = finished_run
+    extended = tmp_path / "w"
+    shutil.copytree(workdir, extended)
+    proc = _cli([*LONGER, f"--workdir={extended}", "--resume"], minari_root)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-3000:]
+    assert ("resuming from the checkpoint at 40 updates (num_updates 40 -> 60, final_eval_episodes 1 -> 2)"
+            in proc.stdout), proc.stdout
+    ours = json.loads((extended / "results.json").read_text())
+    assert [(p["updates"], p["episodes"]) for p in ours["curve"]] == [(20, 1), (40, 1), (60, 2)]
+    assert ours["curve"][:2] == finished["curve"]  # kept as they were, not evaluated again
+    _same_results(ours, longer_run)
+    assert ours["baselines"] == finished["baselines"]
+    [resumed] = ours["resumed"]
+    assert resumed["at_updates"] == 40 and resumed["changed"] == {"num_updates": [40, 60], "final_eval_episodes": [1, 2]}
+    assert ours["config"]["num_updates"] == 60
+    assert json.loads((extended / "config.json").read_text())["num_updates"] == 60
 
 
 @pytest.mark.parametrize("module", ["experiments.run", "experiments.make_dataset"])
