@@ -163,12 +163,24 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     from lfjax.checkpoints import hold_directory, write_json
 
     log, progress = cli.job_output(FLAGS.progress)
+    pretrained = None
+    if FLAGS.resume:
+        # Before anything is written: the checkpoints go on only from the data and the flow
+        # they were trained from (a regenerated dataset, a flow replaced in a shared --flow_dir
+        # would mix two runs in one result).
+        recorded = processes.together(lambda: stages.resume.recorded_inputs(workdir), cli.USER_ERRORS)
+        if recorded is not None:
+            processes.together(lambda: stages.resume.check_dataset(recorded, loaded, workdir),
+                               cli.USER_ERRORS)
+            if config.uses_flow and recorded.get("flow_sha256"):
+                pretrained = processes.together(
+                    lambda: stages.resume.recorded_flow(recorded, flow_dir, workdir, log), cli.USER_ERRORS)
     if processes.is_leader():
         write_json(workdir / "config.json", config.to_dict())
-    if config.uses_flow:
+    if pretrained is None and config.uses_flow:
         pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=FLAGS.resume,
                                                   progress=progress, log=log)
-    else:
+    elif pretrained is None:
         pretrained = stages.flow.no_flow(loaded)
     base = {
         "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},

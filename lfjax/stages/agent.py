@@ -22,6 +22,8 @@ The results dict it returns (and hands to ``report`` after every evaluation) hol
 - summary: per configuration, mean ± std over its seeds at the last evaluation, best first;
 - final (scores, mean, std, failed seeds/members and where each failed) and the baselines
   (random = 0 and behaviour cloning through the same flow, for latent AWAC);
+- inputs: the sha256 of the dataset's transitions and of the flow (None without one) that
+  every checkpoint also records, with the dataset's identity (`lfjax.stages.resume`);
 - resumed (only once a run was resumed): per resume, the updates it resumed at, when, and
   which of RunConfig.RESUMABLE changed ({name: [before, now]}: a longer num_updates, other
   evaluation settings).
@@ -53,6 +55,7 @@ from lfjax.checkpoints import (
 )
 from lfjax.configs import RunConfig
 from lfjax.envs import make_batched_env
+from lfjax.stages import resume as resuming
 from lfjax.stages.dataset import normalized
 
 Log = Callable[[str], None]
@@ -194,10 +197,15 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
         scores = loaded.normalized_score(returns).mean(axis=1)
         return sharding.gather_seeds(scores, indices, num_members)  # [M]
 
+    # What these agents train from, recorded with every checkpoint: a resume on other data or
+    # through another flow is refused (stages.resume).
+    inputs = resuming.inputs(loaded, pretrained, config.uses_flow)
     manager = run_checkpoints(workdir)
     restored = restore_newest_intact(manager, workdir, states) if resume else None
     if restored is not None:
         updates, states, record, skipped = restored  # placed like the fresh states
+        if "inputs" in record:  # older checkpoints did not record them
+            resuming.check_restored(record["inputs"], inputs, workdir)
         for step, why in skipped:  # newer steps that cannot be read: out of the way, kept
             aside = set_aside(manager, workdir, step)
             log(f"skipping the checkpoint at {step} updates, which cannot be read ({why}); "
@@ -235,6 +243,7 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
             **_summaries(config, members, curve, failed, failed_within),
             "baselines": baselines,
             "curve": curve,
+            "inputs": {k: inputs[k] for k in ("dataset_sha256", "flow_sha256")},
             **({"resumed": resumed} if resumed else {}),
         }
 
@@ -279,7 +288,7 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
         })
         save_run_checkpoint(manager, updates, states, {
             "curve": curve, "failed": failed.tolist(), "failed_within": failed_within,
-            "baselines": baselines, "resumed": resumed,
+            "baselines": baselines, "resumed": resumed, "inputs": inputs,
             "settings": {k: getattr(config, k) for k in RunConfig.RESUMABLE},
         })
         report(results(done=updates >= config.num_updates))

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
 import pytest
 
 from .conftest import REPO, cli_env
@@ -297,6 +299,69 @@ def test_a_finished_run_trains_longer_on_resume_and_records_it(minari_root, fini
     assert resumed["at_updates"] == 40 and resumed["changed"] == {"num_updates": [40, 60], "final_eval_episodes": [1, 2]}
     assert ours["config"]["num_updates"] == 60
     assert json.loads((extended / "config.json").read_text())["num_updates"] == 60
+
+
+def _files(directory):
+    """{path: (size, mtime)} of every file under directory but the lock files (a refused
+    resume holds the lock while it compares: the file then names it as the last holder)."""
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in directory.rglob("*") if p.is_file() and p.name != "lfjax.lock"}
+
+
+def test_resume_on_other_data_or_through_another_flow_is_refused_before_anything_is_written(
+        minari_root, finished_run, tmp_path):
+    """The checkpoints record the data and the flow the agents were trained from. --resume on
+    the dataset regenerated (make_dataset --overwrite --seed=7, as the issue did), or with the
+    run's flow replaced by another of the same settings (as a rerun on other hardware into a
+    shared --flow_dir would), or removed: exit 2, one line naming what changed and the ways on,
+    nothing written. With the data and the flow back, it resumes. (Before: the regenerated data
+    got a new flow pretrained and the old actors went on through it, exit 0.)"""
+    from lfjax.checkpoints import load_pretrained_flow, save_pretrained_flow
+
+    workdir, finished = finished_run
+    copy = tmp_path / "w"
+    shutil.copytree(workdir, copy)
+    before = _files(copy)
+
+    regenerated = tmp_path / "minari"
+    shutil.copytree(minari_root, regenerated)
+    proc = subprocess.run([sys.executable, "-m", "experiments.make_dataset", "--env=maze2d-umaze",
+                           "--num_steps=4000", "--ref_episodes=3", "--seed=7", "--overwrite"],
+                          cwd=REPO, env=cli_env(regenerated), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _cli([*TINY, f"--workdir={copy}", "--resume"], regenerated)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"error: --resume: the dataset lfjax/maze2d-umaze-v1 is not the one the run in {copy} "
+                           "trained on (generation.seed 0 -> 7; "), line
+    assert "Restore that dataset" in line and "start over with another --workdir" in line
+    assert "pretraining" not in proc.stdout and _files(copy) == before
+
+    # Another flow of the same settings (flow.json unchanged), in the run's flow directory.
+    shutil.copytree(copy / "flow", tmp_path / "flow-backup")
+    flow = load_pretrained_flow(copy / "flow")
+    other = jax.tree_util.tree_map(lambda x: np.asarray(x) * np.float32(1.001), flow.params)
+    save_pretrained_flow(copy / "flow", flow.flow, other, flow.state_mean, flow.state_std, flow.info)
+    before = _files(copy)
+    proc = _cli([*TINY, f"--workdir={copy}", "--resume"], minari_root)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    [line] = proc.stderr.splitlines()
+    assert re.match(rf"error: --resume: the flow in {re.escape(str(copy / 'flow'))} \(seed 0, num_epochs 1, "
+                    rf"sha256 \w{{12}}\) is not the one the run in {re.escape(str(copy))} trained through "
+                    r"\(sha256 \w{12}\); its actors act in that flow's latent space. Restore that flow", line), line
+    assert _files(copy) == before
+
+    (copy / "flow" / "flow.json").unlink()
+    proc = _cli([*TINY, f"--workdir={copy}", "--resume"], minari_root)
+    assert proc.returncode == 2 and "holds no finished flow (no flow.json)" in proc.stderr, proc.stderr[-3000:]
+    assert not (copy / "flow" / "flow.json").exists() and "pretraining" not in proc.stdout
+
+    shutil.rmtree(copy / "flow")
+    shutil.copytree(tmp_path / "flow-backup", copy / "flow")
+    proc = _cli([*TINY, f"--workdir={copy}", "--resume"], minari_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the one this run trained through" in proc.stdout and "resuming from the checkpoint at 40" in proc.stdout
+    _same_results(json.loads((copy / "results.json").read_text()), finished)
 
 
 @pytest.mark.parametrize("module", ["experiments.run", "experiments.make_dataset"])
