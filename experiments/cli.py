@@ -2,7 +2,8 @@
 log, joining a multi-process job, and running a command's stages so that a mistake is one line
 and lost contact with another process leaves cleanly.
 
-Exit codes: 0 done; 2 a mistake the user can fix (one line on stderr, nothing written), a
+Exit codes: 0 done; 143 / 130 stopped by SIGTERM / SIGINT after saving (experiments/stopping.py:
+one line with the command that continues it); 2 a mistake the user can fix (one line on stderr, nothing written), a
 directory another process is writing in, or a full disk (one line: what was being written, how
 much it needed, and to rerun with --resume once there is room); 1 the training failed (a flow
 that never reached a finite NLL, every seed non-finite), the job lost a process, or another
@@ -11,6 +12,7 @@ cause that is not the user's.
 
 import os
 import pathlib
+import shlex
 import sys
 from typing import Callable
 
@@ -81,6 +83,22 @@ def job_output(progress: bool) -> tuple[Log, bool]:
     if processes.is_leader():
         return log_line, progress
     return quiet, False
+
+
+def resume_command(module: str) -> str:
+    """This command as typed, with --resume: what continues it after a stop."""
+    args = [a for a in sys.argv[1:] if a not in ("--resume", "--noresume")]
+    return shlex.join(["python", "-m", module, *args, "--resume"])
+
+
+def stopped(stop, where: str, saved: str, module: str) -> int:
+    """The last line of a command stopped by a signal (process 0, on stderr) and its exit
+    status (128 + the signal): where it stopped, what is saved, the command that continues it."""
+    if processes.is_leader():
+        hosts = " on every host" if jax.process_count() > 1 else ""
+        print(f"interrupted by {stop.name} {where}; {saved}; continue with{hosts}: "
+              f"{resume_command(module)}", file=sys.stderr, flush=True)
+    return stop.exit_status
 
 
 def check_writable(directory: pathlib.Path, flag: str) -> None:

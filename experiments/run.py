@@ -114,13 +114,13 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     From its first write to its end the run holds --workdir's lock (process 0 for the job), so
     a second command on the same workdir stops with one line naming this one; before that it
     only checks, without writing anything, that nobody else holds it."""
-    from experiments import cli
+    from experiments import cli, stopping
     from lfjax import processes, sharding, stages
     from lfjax.checkpoints import check_free, hold_directory
 
     log, _ = cli.job_output(FLAGS.progress)
 
-    def run_stages():
+    def run_stages(stop):
         sharding.seed_mesh(config.num_members)  # across hosts: a member count that does not split
 
         def check_dirs():
@@ -146,40 +146,39 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         with hold_directory(workdir):
             # Checked again, alone now: two commands started together both passed the first check.
             processes.together(lambda: cli.check_workdir(workdir, config, FLAGS.resume), cli.USER_ERRORS)
-            return train(config, loaded, workdir, flow_dir)
+            return train(config, loaded, workdir, flow_dir, stop)
 
-    return cli.run_stages(
-        run_stages,
-        after_lost_contact=f"Everything up to the last evaluation is saved in {workdir}; when "
-        "every host is back, rerun the same command on each with --resume",
-    )
+    # SIGTERM / SIGINT: the stages end at their next boundary, saved (experiments/stopping.py).
+    with stopping.on_signals() as stop:
+        return cli.run_stages(
+            lambda: run_stages(stop),
+            after_lost_contact=f"Everything up to the last evaluation is saved in {workdir}; when "
+            "every host is back, rerun the same command on each with --resume",
+        )
 
 
-def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
+def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path, stop) -> int:
     """The flow and agent stages, the result files and the last line; the caller holds the
-    workdir's lock."""
+    workdir's lock. ``stop`` (experiments.stopping.GracefulStop) ends them early."""
     from experiments import cli, reporting, tracking
     from lfjax import processes, stages
     from lfjax.checkpoints import hold_directory, write_json
+    from lfjax.pretraining import PretrainingStopped
 
     log, progress = cli.job_output(FLAGS.progress)
-    pretrained = None
-    if FLAGS.resume:
-        # Before anything is written: the checkpoints go on only from the data and the flow
-        # they were trained from (a regenerated dataset, a flow replaced in a shared --flow_dir
-        # would mix two runs in one result).
-        recorded = processes.together(lambda: stages.resume.recorded_inputs(workdir), cli.USER_ERRORS)
-        if recorded is not None:
-            processes.together(lambda: stages.resume.check_dataset(recorded, loaded, workdir),
-                               cli.USER_ERRORS)
-            if config.uses_flow and recorded.get("flow_sha256"):
-                pretrained = processes.together(
-                    lambda: stages.resume.recorded_flow(recorded, flow_dir, workdir, log), cli.USER_ERRORS)
+    # Before anything is written: the checkpoints go on only from the data and the flow they
+    # were trained from (a regenerated dataset, a flow replaced in a shared --flow_dir would mix
+    # two runs in one result); on resume the run's own flow, checked, else None.
+    pretrained = stages.resume.check(workdir, loaded, flow_dir, config.uses_flow, log) if FLAGS.resume else None
     if processes.is_leader():
         write_json(workdir / "config.json", config.to_dict())
     if pretrained is None and config.uses_flow:
-        pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=FLAGS.resume,
-                                                  progress=progress, log=log)
+        try:
+            pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=FLAGS.resume,
+                                                      progress=progress, log=log, should_stop=stop.requested)
+        except PretrainingStopped as e:
+            return cli.stopped(stop, f"after flow epoch {e.epochs_done} of {e.num_epochs}",
+                               f"its progress is saved in {flow_dir / 'progress'}", "experiments.run")
     elif pretrained is None:
         pretrained = stages.flow.no_flow(loaded)
     base = {
@@ -201,6 +200,9 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     )
 
     def report(results):
+        if results["status"] == "interrupted":  # what stopped it, and how to go on
+            results["interrupted"] = {"signal": stop.name,
+                                      "resume_command": cli.resume_command("experiments.run")}
         reporting.write_outputs(workdir, results)
         tracker.report(results)
 
@@ -211,9 +213,13 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
             results = stages.agent.train_agent(
                 config, loaded, pretrained, workdir,
                 resume=FLAGS.resume, progress=progress, log=log, results_base=base, report=report,
+                should_stop=stop.requested,
             )
     finally:
         tracker.close()
+    if results["status"] == "interrupted":
+        return cli.stopped(stop, f"at {results['updates']} of {config.num_updates} updates",
+                           f"the checkpoint and results up to there are in {workdir}", "experiments.run")
     lines, status = reporting.final_lines(results, workdir)
     if status == 0:
         for line in lines:

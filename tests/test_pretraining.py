@@ -10,7 +10,7 @@ import pytest
 from lfjax import pretraining
 from lfjax.checkpoints import CheckpointError, FlowProgress, load_pretrained_flow, save_pretrained_flow
 from lfjax.configs import FlowTrainConfig
-from lfjax.pretraining import FlowDivergedError, pretrain
+from lfjax.pretraining import FlowDivergedError, PretrainingStopped, pretrain
 
 SIGMA = 0.3
 
@@ -197,6 +197,18 @@ def test_a_stopped_pretraining_resumes_to_the_same_flow_bit_for_bit(tmp_path):
     assert_same_pretraining(plain, resumed)
     # Another identity (other data or settings) is never restored.
     assert FlowProgress(tmp_path / "b", {"x": 2}).restore(None) is None
+
+    # Asked to stop (a SIGTERM at the edge) during epoch 2: it ends that epoch, saved, and
+    # says where it stopped; a resume ends with the same flow.
+    asked = iter([False, True])
+    with pytest.raises(PretrainingStopped, match="after epoch 2/4") as stopped:
+        pretrain(SMALL, actions, states, **kwargs, checkpoints=FlowProgress(tmp_path / "c", {"x": 1}),
+                 should_stop=lambda: next(asked))
+    assert (stopped.value.epochs_done, stopped.value.num_epochs) == (2, 4)
+    assert sorted(p.name for p in (tmp_path / "c" / "progress").iterdir()) == ["1", "2"]
+    resumed = pretrain(SMALL, actions, states, **kwargs, checkpoints=FlowProgress(tmp_path / "c", {"x": 1}),
+                       should_stop=lambda: False)
+    assert_same_pretraining(plain, resumed)
 
 
 def test_a_flow_that_never_reaches_a_finite_validation_nll_is_an_error():

@@ -13,7 +13,8 @@ training randomness, its evaluation episodes and its policy noise are those of t
 run of that configuration alone, so a grid reproduces separate runs.
 
 The results dict it returns (and hands to ``report`` after every evaluation) holds
-- status: "running", "finished", or "failed" when every member failed;
+- status: "running", "finished", "interrupted" (its caller asked it to stop: `train_agent`'s
+  should_stop), or "failed" when every member failed;
 - curve: per evaluation: updates, eval_seed, episodes per member, per-member scores (None for a
   failed member), the failed seeds, mean and std over the members still going, updates/s, the
   mean of every training metric, and for a grid the same per configuration (configs);
@@ -142,18 +143,26 @@ def train_agent(
     log: Log = print,
     results_base: dict[str, Any] | None = None,
     report: Callable[[dict[str, Any]], None] = lambda results: None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
     """Trains every member at once, evaluating and checkpointing (in <workdir>/checkpoints)
     between chunks; ``resume`` continues from the latest checkpoint. Returns the results dict
     (module docstring), ``results_base`` merged in; ``report`` gets it after every evaluation
     (to write it out) and once more at the end. Holds workdir's lock throughout
-    (DirectoryBusyError when another process writes there)."""
+    (DirectoryBusyError when another process writes there).
+
+    should_stop: asked before every chunk; True ends the stage there with status
+    "interrupted" (the chunk before it evaluated and checkpointed as always, so a resume goes
+    on exactly as if nothing had happened). A chunk is one jitted call that cannot be cut short:
+    a request is honoured within eval_every updates and one evaluation. In a multi-process job
+    every process asks at the same chunks (it may be a collective that makes them agree)."""
     with hold_directory(workdir):
         return _train_agent(config, loaded, pretrained, workdir, resume, progress, log,
-                            results_base, report)
+                            results_base, report, should_stop)
 
 
-def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, results_base, report):
+def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, results_base, report,
+                 should_stop):
     """train_agent's body, run while it holds the workdir's lock (same arguments)."""
     flow = pretrained.flow
     members = Members.of(config)
@@ -235,10 +244,14 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
             log(f"flow behaviour-cloning policy: normalized score {bc.mean():.1f} ± "
                 f"{bc[:config.num_seeds].std():.1f}")
 
+    stopped = False
+
     def results(done: bool) -> dict[str, Any]:
+        status = ("failed" if failed.all() else "interrupted" if stopped else
+                  "finished" if done else "running")
         return {
             **(results_base or {}),
-            "status": "failed" if failed.all() else "finished" if done else "running",
+            "status": status,
             "updates": updates,
             **_summaries(config, members, curve, failed, failed_within),
             "baselines": baselines,
@@ -249,6 +262,9 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
 
     bar = _progress_bar(config.num_updates, updates) if progress else None
     while updates < config.num_updates and not failed.all():
+        if should_stop():
+            stopped = True
+            break
         n = _chunk(updates, config)
         start = time.perf_counter()
         new_states, metrics = train_chunk(states, frozen, dataset, n)

@@ -6,12 +6,11 @@ flow the actors decode through (parameters and state statistics, every seed). An
 latent AWAC acts in its flow's latent space, so continuing it on other data or through another
 flow would silently mix two runs. Before a resumed run writes anything, the caller compares:
 
-    recorded = recorded_inputs(workdir)                  # None: no checkpoint yet (or no record)
-    if recorded is not None:
-        check_dataset(recorded, loaded, workdir)         # ChangedInputsError naming what changed
-        pretrained = recorded_flow(recorded, flow_dir, workdir, log)   # that very flow, or the error
+    pretrained = check(workdir, loaded, flow_dir, uses_flow)   # ChangedInputsError naming what
+                                                                # changed; the run's own flow
 
-and `stages.agent.train_agent` checks again when it restores (for callers that did not).
+which is `recorded_inputs`, `check_dataset` and `recorded_flow` in every process of a job; and
+`stages.agent.train_agent` checks again when it restores (for callers that did not).
 """
 
 import hashlib
@@ -22,7 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lfjax import data
+from lfjax import data, processes
 from lfjax.checkpoints import (
     CHECKPOINTS,
     CheckpointError,
@@ -71,6 +70,25 @@ def inputs(loaded: data.LoadedDataset, pretrained: PretrainedFlow, uses_flow: bo
         "dataset_sha256": sha256_of(loaded.transitions),
         "flow_sha256": flow_sha256(pretrained) if uses_flow else None,
     }
+
+
+def check(workdir: pathlib.Path, loaded: data.LoadedDataset, flow_dir: pathlib.Path, uses_flow: bool,
+          log: Log = print) -> PretrainedFlow | None:
+    """Before a resume writes anything: ChangedInputsError (in every process of a job) unless
+    the data loaded now is the data the run's checkpoints were trained on and flow_dir holds
+    the flow they were trained through. Returns that flow, checked (None: no checkpoint or no
+    recorded flow yet; the caller loads or pretrains as for a new run)."""
+
+    def compare():
+        recorded = recorded_inputs(workdir)
+        if recorded is None:
+            return None
+        check_dataset(recorded, loaded, workdir)
+        if uses_flow and recorded.get("flow_sha256"):
+            return recorded_flow(recorded, flow_dir, workdir, log)
+        return None
+
+    return processes.together(compare, (CheckpointError, ValueError))
 
 
 def recorded_inputs(workdir: pathlib.Path) -> dict[str, Any] | None:

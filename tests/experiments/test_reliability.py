@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from .conftest import REPO, cli_env
+from .conftest import REPO, cli_env, run_signalled
 
 
 def _cli(args, root):
@@ -362,6 +363,51 @@ def test_resume_on_other_data_or_through_another_flow_is_refused_before_anything
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "the one this run trained through" in proc.stdout and "resuming from the checkpoint at 40" in proc.stdout
     _same_results(json.loads((copy / "results.json").read_text()), finished)
+
+
+def test_sigterm_ends_the_current_chunk_saved_and_the_printed_command_resumes_it(
+        minari_root, finished_run, longer_run, tmp_path):
+    """SIGTERM (what SLURM, Kubernetes and spot VMs send before they stop a job) arrives as the
+    second of three chunks starts: that chunk ends, is evaluated and checkpointed, results.json
+    says "interrupted" at 40 with the signal and the command that continues it, one line on
+    stderr says the same, exit status 143. That command then ends with the results of a run
+    never stopped. (Before: the process died at once, exit -15, results.json "running" at 20.)"""
+    workdir = tmp_path / "w"
+    flow = f"--flow_dir={finished_run[0] / 'flow'}"
+    proc = run_signalled("chunk", 2, ["SIGTERM"], "experiments.run", [*LONGER, flow, f"--workdir={workdir}"],
+                         minari_root)
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert "SIGTERM received: stopping after the current chunk" in proc.stdout, proc.stdout
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["status"] == "interrupted" and results["updates"] == 40
+    command = results["interrupted"]["resume_command"]
+    assert results["interrupted"]["signal"] == "SIGTERM" and command.endswith(" --resume")
+    assert proc.stderr.splitlines() == [
+        f"interrupted by SIGTERM at 40 of 60 updates; the checkpoint and results up to there are in "
+        f"{workdir}; continue with: {command}"]
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["20", "40"]
+
+    python, *rest = shlex.split(command)
+    assert python == "python" and rest[:2] == ["-m", "experiments.run"]
+    resumed = subprocess.run([sys.executable, *rest], cwd=REPO, env=cli_env(minari_root),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and resumed.stderr == "", resumed.stderr[-3000:]
+    assert "resuming from the checkpoint at 40 updates" in resumed.stdout, resumed.stdout
+    _same_results(json.loads((workdir / "results.json").read_text()), longer_run)
+
+
+def test_a_second_signal_stops_at_once(minari_root, finished_run, tmp_path):
+    """Ctrl-C twice: the second one stops the run at once (killed by SIGINT, as without any
+    handler), leaving what it had saved: the checkpoint and results of 20 updates."""
+    workdir = tmp_path / "w"
+    flow = f"--flow_dir={finished_run[0] / 'flow'}"
+    proc = run_signalled("chunk", 2, ["SIGINT", "SIGINT"], "experiments.run",
+                         [*LONGER, flow, f"--workdir={workdir}"], minari_root)
+    assert proc.returncode in (-signal.SIGINT, 128 + signal.SIGINT), (proc.returncode, proc.stderr[-3000:])
+    assert "interrupted by" not in proc.stderr
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["status"] == "running" and results["updates"] == 20
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["20"]
 
 
 @pytest.mark.parametrize("module", ["experiments.run", "experiments.make_dataset"])
