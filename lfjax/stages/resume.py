@@ -77,18 +77,16 @@ def check(workdir: pathlib.Path, loaded: data.LoadedDataset, flow_dir: pathlib.P
     """Before a resume writes anything: ChangedInputsError (in every process of a job) unless
     the data loaded now is the data the run's checkpoints were trained on and flow_dir holds
     the flow they were trained through. Returns that flow, checked (None: no checkpoint or no
-    recorded flow yet; the caller loads or pretrains as for a new run)."""
-
-    def compare():
-        recorded = recorded_inputs(workdir)
-        if recorded is None:
-            return None
-        check_dataset(recorded, loaded, workdir)
-        if uses_flow and recorded.get("flow_sha256"):
-            return recorded_flow(recorded, flow_dir, workdir, log)
+    recorded flow yet; the caller loads or pretrains as for a new run). Each step is
+    `processes.together`, so that a process that finds a change stops the others too."""
+    errors = (CheckpointError, ValueError)
+    recorded = processes.together(lambda: recorded_inputs(workdir), errors)
+    if recorded is None:
         return None
-
-    return processes.together(compare, (CheckpointError, ValueError))
+    processes.together(lambda: check_dataset(recorded, loaded, workdir), errors)
+    if not (uses_flow and recorded.get("flow_sha256")):
+        return None
+    return recorded_flow(recorded, flow_dir, workdir, log)
 
 
 def recorded_inputs(workdir: pathlib.Path) -> dict[str, Any] | None:
@@ -142,25 +140,31 @@ def check_dataset(recorded: dict[str, Any], loaded: data.LoadedDataset, workdir:
 def recorded_flow(recorded: dict[str, Any], flow_dir: pathlib.Path, workdir: pathlib.Path,
                   log: Log = print) -> PretrainedFlow:
     """The flow in flow_dir when it is the very flow the run trained through (same sha256),
-    read under flow_dir's shared lock; ChangedInputsError otherwise (another flow, none)."""
+    read under flow_dir's shared lock; ChangedInputsError otherwise (another flow, none), in
+    every process of a job if any of them found it so."""
     expected = recorded["flow_sha256"]
     way_on = (f"its actors act in that flow's latent space. Restore that flow into {flow_dir} (or "
               "pass the --flow_dir that holds it), or start over with another --workdir")
-    with hold_directory(flow_dir, shared=True):
+
+    def load_and_compare() -> PretrainedFlow:
         if not (flow_dir / "flow.json").is_file():
             raise ChangedInputsError(
                 f"--resume: {flow_dir} holds no finished flow (no flow.json), not the flow the run "
                 f"in {workdir} trained through (sha256 {expected[:12]}); {way_on}"
             )
         pretrained = load_pretrained_flow(flow_dir)
-    now = flow_sha256(pretrained)
-    if now != expected:
-        made = ", ".join(f"{k} {pretrained.info.get(k)}" for k in ("seed", "num_epochs")
-                         if k in pretrained.info)
-        raise ChangedInputsError(
-            f"--resume: the flow in {flow_dir} ({made}, sha256 {now[:12]}) is not the one the run "
-            f"in {workdir} trained through (sha256 {expected[:12]}); {way_on}"
-        )
+        now = flow_sha256(pretrained)
+        if now != expected:
+            made = ", ".join(f"{k} {pretrained.info.get(k)}" for k in ("seed", "num_epochs")
+                             if k in pretrained.info)
+            raise ChangedInputsError(
+                f"--resume: the flow in {flow_dir} ({made}, sha256 {now[:12]}) is not the one the "
+                f"run in {workdir} trained through (sha256 {expected[:12]}); {way_on}"
+            )
+        return pretrained
+
+    with hold_directory(flow_dir, shared=True):  # no writer replaces it while it is read
+        pretrained = processes.together(load_and_compare, (CheckpointError,))
     log(f"reusing the pretrained flow in {flow_dir}, the one this run trained through")
     return pretrained
 
