@@ -2,15 +2,18 @@
 log, joining a multi-process job, and running a command's stages so that a mistake is one line
 and lost contact with another process leaves cleanly.
 
-Exit codes: 0 done; 2 a mistake the user can fix (one line on stderr, nothing written), or
-a directory another process is writing in; 1 the training failed (a flow that never reached a
-finite NLL, every seed non-finite), the job lost a process, or another cause that is not the
-user's.
+Exit codes: 0 done; 143 / 130 stopped by SIGTERM / SIGINT after saving (experiments/stopping.py:
+one line with the command that continues it); 2 a mistake the user can fix (one line on stderr, nothing written), a
+directory another process is writing in, or a full disk (one line: what was being written, how
+much it needed, and to rerun with --resume once there is room); 1 the training failed (a flow
+that never reached a finite NLL, every seed non-finite), the job lost a process, or another
+cause that is not the user's.
 """
 
 import dataclasses
 import os
 import pathlib
+import shlex
 import sys
 from typing import Any, Callable
 
@@ -18,7 +21,7 @@ import jax
 from tqdm import tqdm
 
 from lfjax import processes
-from lfjax.checkpoints import CheckpointError
+from lfjax.checkpoints import CheckpointError, DiskFullError, is_disk_full
 from lfjax.data import DatasetError
 from lfjax.pretraining import FlowDivergedError
 
@@ -83,6 +86,22 @@ def job_output(progress: bool) -> tuple[Log, bool]:
     return quiet, False
 
 
+def resume_command(module: str) -> str:
+    """This command as typed, with --resume: what continues it after a stop."""
+    args = [a for a in sys.argv[1:] if a not in ("--resume", "--noresume")]
+    return shlex.join(["python", "-m", module, *args, "--resume"])
+
+
+def stopped(stop, where: str, saved: str, module: str) -> int:
+    """The last line of a command stopped by a signal (process 0, on stderr) and its exit
+    status (128 + the signal): where it stopped, what is saved, the command that continues it."""
+    if processes.is_leader():
+        hosts = " on every host" if jax.process_count() > 1 else ""
+        print(f"interrupted by {stop.name} {where}; {saved}; continue with{hosts}: "
+              f"{resume_command(module)}", file=sys.stderr, flush=True)
+    return stop.exit_status
+
+
 def check_writable(directory: pathlib.Path, flag: str) -> None:
     """UserError unless ``directory`` exists as a writable directory or can be created;
     creates nothing (a run refused later must leave no trace)."""
@@ -95,18 +114,26 @@ def check_writable(directory: pathlib.Path, flag: str) -> None:
         raise UserError(f"{flag}={directory}: {existing} is not writable; choose another {flag}")
 
 
-def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
+def run_stages(stages: Callable[[], int], *, after_lost_contact: str,
+               after_disk_full: str = "free space and rerun the same command with --resume") -> int:
     """Runs a command's stages and returns its exit status. A user-facing error, in this or any
-    other process of the job, is one line on stderr and status 2; a training that failed
+    other process of the job, is one line on stderr and status 2; so is a full disk (with
+    ``after_disk_full``: how to go on once there is room); a training that failed
     (FlowDivergedError) is one line and status 1; lost contact with another process is one line
     (with ``after_lost_contact``: what is saved, how to go on) and status 1."""
     try:
         return stages()
+    except DiskFullError as e:  # what lfjax was writing, and roughly how much it needed
+        return fail(f"{e}; {after_disk_full}")
     except (*USER_ERRORS, processes.OtherProcessError) as e:
+        if is_disk_full(e):  # a write lfjax does not wrap (a dataset, a lock file, tracking)
+            return fail(f"no space left on device ({_first_line(e)}); {after_disk_full}")
         return fail(str(e))
     except FlowDivergedError as e:
         return fail(str(e), status=1)
-    except OSError as e:  # a full disk, a directory that vanished: the environment, not a bug
+    except OSError as e:  # a directory that vanished, permissions: the environment, not a bug
+        if is_disk_full(e):
+            return fail(f"no space left on device ({_first_line(e)}); {after_disk_full}")
         return fail(f"{e}; check the path, its permissions and the free disk space (files "
                     "written before this are intact)")
     except jax.errors.JaxRuntimeError as e:
@@ -115,10 +142,19 @@ def run_stages(stages: Callable[[], int], *, after_lost_contact: str) -> int:
         processes.leave_after_lost_contact(e, after_lost_contact)
 
 
+def _first_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
 def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
-    """Refuses to mix runs: a workdir holds one configuration."""
-    from lfjax.checkpoints import as_json, read_json
+    """Refuses to mix runs: a workdir holds one configuration. On --resume, the settings that
+    only say how long to train and how to evaluate (RunConfig.RESUMABLE: --num_updates, at
+    least the updates done, --eval_every, --eval_episodes, --final_eval_episodes) may change;
+    the run records each change (results.json "resumed")."""
+    from lfjax.checkpoints import as_json, committed_steps, read_json
     from lfjax.checkpoints.locks import LOCK_FILE
+    from lfjax.configs import RunConfig
 
     config_path = workdir / "config.json"
     if not config_path.exists():
@@ -130,15 +166,25 @@ def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
     except CheckpointError as e:
         raise UserError(str(e)) from e
     current = as_json(config.to_dict())
-    if saved != current:
-        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    fixed = [k for k in diff if k not in RunConfig.RESUMABLE]
+    if fixed:
+        may = ", ".join(f"--{k}" for k in RunConfig.RESUMABLE)
         raise UserError(
-            f"{workdir} holds a run with a different configuration (differs in: {', '.join(diff)}); "
-            "choose another --workdir, or rerun with the same flags"
+            f"{workdir} holds a run with a different configuration (differs in: {', '.join(fixed)}); "
+            f"choose another --workdir, or rerun with the same flags (on --resume only {may} may change)"
         )
+    was = ", ".join(f"--{k}={saved.get(k)}" for k in diff)
     if not resume:
         raise UserError(
-            f"{workdir} already holds this run; pass --resume to continue it, or choose another --workdir"
+            f"{workdir} already holds this run{f' (with {was})' if diff else ''}; pass --resume to "
+            "continue it" + (" with the new settings" if diff else "") + ", or choose another --workdir"
+        )
+    done = max(committed_steps(workdir), default=0)
+    if config.num_updates < done:
+        raise UserError(
+            f"--resume: the run in {workdir} has done {done} updates already; --num_updates "
+            f"must be at least {done} (it was {saved.get('num_updates')})"
         )
 
 

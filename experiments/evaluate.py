@@ -42,7 +42,8 @@ def main(argv) -> int:
         return cli.fail(f"--step must be positive, got {FLAGS.step}")
     workdir = pathlib.Path(FLAGS.workdir)
     flow_dir = pathlib.Path(FLAGS.flow_dir) if FLAGS.flow_dir else workdir / "flow"
-    return cli.run_stages(lambda: evaluate_run(workdir, flow_dir), after_lost_contact="")
+    return cli.run_stages(lambda: evaluate_run(workdir, flow_dir), after_lost_contact="",
+                          after_disk_full="free space and rerun")
 
 
 def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:

@@ -6,8 +6,9 @@ Prints train and validation NLL per epoch, keeps each seed's lowest-validation-N
 parameters, and saves them with the state normalization to ``<workdir>/flow``
 (`lfjax.stages.flow.load_or_pretrain`, which `experiments.run` calls too). Every epoch is
 checkpointed in ``<workdir>/flow/progress``: after a kill, the same command with --resume
-continues from the last epoch and ends with the same flow. One process at a time writes a flow
-directory (a second one stops with a line naming the first).
+continues from the last epoch and ends with the same flow; SIGTERM or SIGINT stops it after the
+current epoch, saved (exit status 143 / 130; a second signal stops it at once). One process at a
+time writes a flow directory (a second one stops with a line naming the first).
 """
 
 import dataclasses
@@ -60,12 +61,13 @@ def flow_made_with(flow_dir: pathlib.Path, config) -> bool:
 
 
 def main(argv) -> int:
-    from experiments import cli
+    from experiments import cli, stopping
 
     if (status := cli.start_cli(argv)) is not None:
         return status
     from lfjax import data, processes, stages
     from lfjax.checkpoints import check_free, hold_directory
+    from lfjax.pretraining import PretrainingStopped
 
     try:
         data.get_env_spec(FLAGS.env)
@@ -92,20 +94,27 @@ def main(argv) -> int:
         check_free(workdir)  # e.g. an experiments.run training there, on this very flow
         check_free(flow_dir)
 
-    def run_stages():
+    def run_stages(stop):
         processes.together(check_dirs, cli.USER_ERRORS)
         processes.check_shared_directory(flow_dir, "--workdir")
         loaded = stages.dataset.shared_dataset(FLAGS.env, generate_if_missing=False, log=log)
         # The workdir too, not only the flow: a run there decodes through that flow.
         with hold_directory(workdir):
-            stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=FLAGS.resume,
-                                         progress=progress, log=log)
+            try:
+                stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=FLAGS.resume,
+                                             progress=progress, log=log, should_stop=stop.requested)
+            except PretrainingStopped as e:
+                return cli.stopped(stop, f"after flow epoch {e.epochs_done} of {e.num_epochs}",
+                                   f"its progress is saved in {flow_dir / 'progress'}",
+                                   "experiments.pretrain_flow")
         return 0
 
-    return cli.run_stages(
-        run_stages, after_lost_contact="Rerun the same command on every host with --resume (a flow "
-        "saved completely is reused, an unfinished one continues from its last epoch)"
-    )
+    # SIGTERM / SIGINT: the pretraining ends after its current epoch, saved (experiments/stopping.py).
+    with stopping.on_signals() as stop:
+        return cli.run_stages(
+            lambda: run_stages(stop), after_lost_contact="Rerun the same command on every host with "
+            "--resume (a flow saved completely is reused, an unfinished one continues from its last epoch)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """The files a run leaves for people: results.json, curve.csv and curve.png (and sweep.csv for a
 grid), each written atomically (or replaced whole) after every evaluation, by process 0 only,
-and the run's last lines. A failed seed has no score in any of them (an empty cell, a gap):
+and the run's last lines. A full disk is `lfjax.checkpoints.DiskFullError` naming the file (the
+old one intact). A failed seed has no score in any of them (an empty cell, a gap):
 each names the failed seeds, and every mean ± std is over the seeds that finished.
 
 And the files experiments.table makes from many runs' results.json: table.md, table.csv and
 table.png (write_table)."""
 
 import csv
+import io
 import pathlib
 from typing import Any
 
@@ -14,7 +16,7 @@ import jax
 import numpy as np
 
 from lfjax import processes
-from lfjax.checkpoints import write_json
+from lfjax.checkpoints import write_json, writing
 from lfjax.stages.agent import FLOW_BC
 from lfjax.provenance import RUN_PACKAGES, package_versions
 
@@ -116,12 +118,23 @@ def _member_column(member: dict, grid: bool) -> str:
 
 
 def _write_csv(path: pathlib.Path, header: list[str], rows: list[list]) -> None:
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    _replace(path, text.getvalue().encode())
+
+
+def _replace(path: pathlib.Path, content: bytes) -> None:
+    """Writes content beside path, then renames it over path (a reader sees the old file or
+    the new one); a full disk is DiskFullError, the old file intact."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    tmp.replace(path)
+    with writing(path, len(content)):
+        try:
+            tmp.write_bytes(content)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _plot_q(ax, results: dict[str, Any]) -> None:
@@ -225,10 +238,10 @@ def _save_figure(fig, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)
+    _replace(path, png.getvalue())
 
 
 

@@ -161,13 +161,13 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path, options: RunOptio
     From its first write to its end the run holds --workdir's lock (process 0 for the job), so
     a second command on the same workdir stops with one line naming this one; before that it
     only checks, without writing anything, that nobody else holds it."""
-    from experiments import cli
+    from experiments import cli, stopping
     from lfjax import processes, sharding, stages
     from lfjax.checkpoints import check_free, hold_directory
 
     log, _ = cli.job_output(options.progress)
 
-    def run_stages():
+    def run_stages(stop):
         sharding.seed_mesh(config.num_members)  # across hosts: a member count that does not split
 
         def check_dirs():
@@ -193,21 +193,25 @@ def run(config, workdir: pathlib.Path, flow_dir: pathlib.Path, options: RunOptio
         with hold_directory(workdir):
             # Checked again, alone now: two commands started together both passed the first check.
             processes.together(lambda: cli.check_workdir(workdir, config, options.resume), cli.USER_ERRORS)
-            return train(config, loaded, workdir, flow_dir, options)
+            return train(config, loaded, workdir, flow_dir, options, stop)
 
-    return cli.run_stages(
-        run_stages,
-        after_lost_contact=f"Everything up to the last evaluation is saved in {workdir}; when "
-        "every host is back, rerun the same command on each with --resume",
-    )
+    # SIGTERM / SIGINT: the stages end at their next boundary, saved (experiments/stopping.py).
+    with stopping.on_signals() as stop:
+        return cli.run_stages(
+            lambda: run_stages(stop),
+            after_lost_contact=f"Everything up to the last evaluation is saved in {workdir}; when "
+            "every host is back, rerun the same command on each with --resume",
+        )
 
 
-def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path, options: RunOptions) -> int:
+def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path, options: RunOptions,
+          stop) -> int:
     """The flow and agent stages, the result files and the last line; the caller holds the
-    workdir's lock."""
+    workdir's lock. ``stop`` (experiments.stopping.GracefulStop) ends them early."""
     from experiments import cli, reporting, tracking
     from lfjax import processes, stages
     from lfjax.checkpoints import hold_directory, write_json
+    from lfjax.pretraining import PretrainingStopped
 
     started = time.monotonic()
     # A resumed run adds its time to what the run before it recorded (results.json, rewritten
@@ -215,12 +219,21 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path, options
     # counts, over every segment; work lost to a kill after the last evaluation is not counted.
     before = previous_wall_seconds(workdir) if options.resume else 0.0
     log, progress = cli.job_output(options.progress)
+    # Before anything is written: the checkpoints go on only from the data and the flow they
+    # were trained from (a regenerated dataset, a flow replaced in a shared --flow_dir would mix
+    # two runs in one result); on resume the run's own flow, checked, else None.
+    pretrained = (stages.resume.check(workdir, loaded, flow_dir, config.uses_flow, log)
+                  if options.resume else None)
     if processes.is_leader():
         write_json(workdir / "config.json", config.to_dict())
-    if config.uses_flow:
-        pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=options.resume,
-                                                  progress=progress, log=log)
-    else:
+    if pretrained is None and config.uses_flow:
+        try:
+            pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=options.resume,
+                                                      progress=progress, log=log, should_stop=stop.requested)
+        except PretrainingStopped as e:
+            return cli.stopped(stop, f"after flow epoch {e.epochs_done} of {e.num_epochs}",
+                               f"its progress is saved in {flow_dir / 'progress'}", "experiments.run")
+    elif pretrained is None:
         pretrained = stages.flow.no_flow(loaded)
     base = {
         "config": {**config.to_dict(), "seeds": [config.seed + i for i in range(config.num_seeds)]},
@@ -244,6 +257,9 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path, options
     def report(results):
         # Wall seconds of the flow and agent stages (not the dataset's), as of this evaluation.
         results = {**results, "wall_seconds": before + time.monotonic() - started}
+        if results["status"] == "interrupted":  # what stopped it, and how to go on
+            results["interrupted"] = {"signal": stop.name,
+                                      "resume_command": cli.resume_command("experiments.run")}
         reporting.write_outputs(workdir, results)
         tracker.report(results)
 
@@ -254,9 +270,13 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path, options
             results = stages.agent.train_agent(
                 config, loaded, pretrained, workdir,
                 resume=options.resume, progress=progress, log=log, results_base=base, report=report,
+                should_stop=stop.requested,
             )
     finally:
         tracker.close()
+    if results["status"] == "interrupted":
+        return cli.stopped(stop, f"at {results['updates']} of {config.num_updates} updates",
+                           f"the checkpoint and results up to there are in {workdir}", "experiments.run")
     lines, status = reporting.final_lines(results, workdir)
     if status == 0:
         for line in lines:

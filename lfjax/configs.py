@@ -6,7 +6,7 @@ RunConfig it builds for an environment.
 
 import dataclasses
 import itertools
-from typing import Any
+from typing import Any, ClassVar
 
 from lfjax.flows import ConditionalFlow, make_flow
 
@@ -190,6 +190,11 @@ class RunConfig:
     flow_per_seed: bool = False
     algo: str = "latent_awac"
     sweep: tuple[tuple[str, tuple[float, ...]], ...] = ()
+
+    # What a resumed run may change (how long it trains, how it is evaluated); everything else
+    # would make its checkpoints another run's.
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("num_updates", "eval_every", "eval_episodes",
+                                            "final_eval_episodes")
 
     @property
     def num_flows(self) -> int:

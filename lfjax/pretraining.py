@@ -185,6 +185,17 @@ class FlowDivergedError(RuntimeError):
     """A flow's validation NLL never became finite: there is no flow to save or use."""
 
 
+class PretrainingStopped(Exception):
+    """:func:`pretrain` stopped because its caller asked it to (``should_stop``), after
+    ``epochs_done`` of ``num_epochs`` epochs, the last of them checkpointed when it was given
+    checkpoints: a resumed pretraining continues from there."""
+
+    def __init__(self, epochs_done: int, num_epochs: int):
+        super().__init__(f"flow pretraining stopped after epoch {epochs_done}/{num_epochs}")
+        self.epochs_done = epochs_done
+        self.num_epochs = num_epochs
+
+
 class ProgressCheckpoints(Protocol):
     """Where :func:`pretrain` keeps its progress (`lfjax.checkpoints.FlowProgress`)."""
 
@@ -217,6 +228,7 @@ def pretrain(
     progress: bool = False,
     log: Callable[[str], None] = print,
     checkpoints: ProgressCheckpoints | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PretrainOutput:
     """Trains ``num_seeds`` flows on actions [M, A] given normalized states [M, S].
 
@@ -232,6 +244,10 @@ def pretrain(
     epochs done; seed-stacked host arrays), the epoch keys and the history after every epoch,
     and continues from what it holds: epoch e's shuffles are fold_in(epoch keys, e), so a
     resumed pretraining ends with the same flow, bit for bit, as one never stopped.
+    should_stop: asked after every epoch but the last (after its checkpoint is saved); True
+    raises PretrainingStopped (e.g. on SIGTERM: the edge's signal handler sets a flag that
+    this reads). In a multi-process job every process asks at the same epochs, so it may be
+    a collective that makes them agree.
     Raises FlowDivergedError when a seed's validation NLL is never finite.
     """
     config.validate()
@@ -304,6 +320,10 @@ def pretrain(
             checkpoints.save(epoch + 1, _progress_tree(sharding.to_host(state), epoch_keys),
                              {"history": history,
                               "seconds": seconds_before + time.perf_counter() - start})
+        if should_stop is not None and epoch + 1 < num_epochs and should_stop():
+            if bar is not None:
+                bar.close()
+            raise PretrainingStopped(epoch + 1, num_epochs)
     if bar is not None:
         bar.close()
     state = sharding.to_host(state)

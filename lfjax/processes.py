@@ -161,6 +161,15 @@ def _raise_if_any(error: BaseException | None) -> None:
     raise OtherProcessError(f"process {process} of {jax.process_count()}: {message}")
 
 
+def max_over_processes(value: int) -> int:
+    """The largest of every process's ``value`` (a small non-negative int; itself in a
+    one-process job). A collective: every process must call it at the same point, e.g. to
+    agree whether any of them was asked to stop."""
+    if jax.process_count() == 1:
+        return value
+    return int(_gather(np.array([value], np.int32))[:, 0].max())
+
+
 def check_same(what: str, value: bytes, fix: str) -> None:
     """Raises ValueError in every process unless ``value`` is the same in all of them."""
     if jax.process_count() == 1:

@@ -10,7 +10,7 @@ import pytest
 from lfjax import pretraining
 from lfjax.checkpoints import CheckpointError, FlowProgress, load_pretrained_flow, save_pretrained_flow
 from lfjax.configs import FlowTrainConfig
-from lfjax.pretraining import FlowDivergedError, pretrain
+from lfjax.pretraining import FlowDivergedError, PretrainingStopped, pretrain
 
 SIGMA = 0.3
 
@@ -155,21 +155,6 @@ class Interrupted(Exception):
     pass
 
 
-class StopAfter:
-    """FlowProgress that stops the pretraining (an exception) once epoch ``n`` is committed."""
-
-    def __init__(self, inner, n):
-        self.inner, self.n = inner, n
-
-    def restore(self, like):
-        return self.inner.restore(like)
-
-    def save(self, epoch, tree, record):
-        self.inner.save(epoch, tree, record)
-        if epoch == self.n:
-            raise Interrupted
-
-
 def assert_same_pretraining(a, b):
     for x, y in zip(jax.tree_util.tree_leaves(a.best_params), jax.tree_util.tree_leaves(b.best_params)):
         np.testing.assert_array_equal(x, y)
@@ -187,11 +172,19 @@ def test_a_stopped_pretraining_resumes_to_the_same_flow_bit_for_bit(tmp_path):
     assert_same_pretraining(plain, checkpointed)
     assert sorted(p.name for p in (tmp_path / "a" / "progress").iterdir()) == ["3", "4"]
 
-    with pytest.raises(Interrupted):
-        pretrain(SMALL, actions, states, **kwargs, checkpoints=StopAfter(FlowProgress(tmp_path / "b", {"x": 1}), 2))
+    # Asked to stop (a SIGTERM at the edge: should_stop) during epoch 2, it ends that epoch,
+    # saved, and says where it stopped. (A kill right after a save, the other way a pretraining
+    # ends early, is tests/experiments/test_pretrain_flow.py's SIGKILL; both leave the same
+    # checkpoints.)
+    asked = iter([False, True])
+    with pytest.raises(PretrainingStopped, match="after epoch 2/4") as stopped:
+        pretrain(SMALL, actions, states, **kwargs, checkpoints=FlowProgress(tmp_path / "b", {"x": 1}),
+                 should_stop=lambda: next(asked))
+    assert (stopped.value.epochs_done, stopped.value.num_epochs) == (2, 4)
+    assert sorted(p.name for p in (tmp_path / "b" / "progress").iterdir()) == ["1", "2"]
     messages = []
     resumed = pretrain(SMALL, actions, states, **{**kwargs, "log": messages.append},
-                       checkpoints=FlowProgress(tmp_path / "b", {"x": 1}))
+                       checkpoints=FlowProgress(tmp_path / "b", {"x": 1}), should_stop=lambda: False)
     assert "resuming the flow's pretraining after epoch 2/4" in messages
     assert sum("flow epoch" in m for m in messages) == 2  # epochs 3 and 4 only
     assert_same_pretraining(plain, resumed)

@@ -1,6 +1,7 @@
 """Everything lfjax keeps on disk between runs: pytrees and JSON (`trees`), pretrained flows and
-their pretraining checkpoints (`flows`), the checkpoints of an agent run (`runs`), and the lock
-that lets one process at a time write in a directory (`locks`). Every restore compares the stored
+their pretraining checkpoints (`flows`), the checkpoints of an agent run (`runs`), the lock
+that lets one process at a time write in a directory (`locks`), and a full disk recognized as
+one `DiskFullError` however it surfaces (`space`). Every restore compares the stored
 structure, shapes and dtypes with what the caller expects before reading anything.
 """
 
@@ -20,15 +21,21 @@ from lfjax.checkpoints.locks import (
 )
 from lfjax.checkpoints.runs import (
     CHECKPOINTS,
+    RestoredRun,
+    committed_steps,
     restore_latest,
+    restore_newest_intact,
     restore_run_record,
     restore_run_states,
     run_checkpoints,
     save_run_checkpoint,
+    set_aside,
     step_dir,
 )
+from lfjax.checkpoints.space import DiskFullError, is_disk_full, tree_bytes, writing
 from lfjax.checkpoints.trees import (
     CheckpointError,
+    UnreadableCheckpointError,
     as_json,
     quiet_orbax,
     read_json,
@@ -41,18 +48,24 @@ __all__ = [
     "CHECKPOINTS",
     "CheckpointError",
     "DirectoryBusyError",
+    "DiskFullError",
     "FlowProgress",
     "PartialFlowError",
     "as_json",
     "check_free",
+    "committed_steps",
     "describe_holder",
     "hold_directory",
+    "is_disk_full",
     "lock_holder",
     "PretrainedFlow",
+    "RestoredRun",
+    "UnreadableCheckpointError",
     "load_pretrained_flow",
     "quiet_orbax",
     "read_json",
     "restore_latest",
+    "restore_newest_intact",
     "restore_run_record",
     "restore_run_states",
     "restore_tree",
@@ -60,6 +73,9 @@ __all__ = [
     "save_pretrained_flow",
     "save_run_checkpoint",
     "save_tree",
+    "set_aside",
     "step_dir",
+    "tree_bytes",
     "write_json",
+    "writing",
 ]

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from lfjax import processes
+from lfjax.checkpoints.space import tree_bytes, writing
 from lfjax.checkpoints.trees import (
     CheckpointError,
     as_json,
@@ -184,13 +185,15 @@ class FlowProgress:
         return tree, self._record(epoch)
 
     def save(self, epoch: int, tree: Any, record: dict) -> None:
-        """Commits ``tree`` (host arrays) and ``record`` (JSON-able) as step ``epoch``; blocks."""
+        """Commits ``tree`` (host arrays) and ``record`` (JSON-able) as step ``epoch``; blocks.
+        DiskFullError when the disk fills (the epochs before are intact)."""
         manager = self._steps()
-        manager.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(tree),
-            record=ocp.args.JsonSave({**record, "identity": self.identity}),
-        ))
-        manager.wait_until_finished()
+        record = {**record, "identity": self.identity}
+        with writing(self.directory / str(epoch), tree_bytes(tree) + tree_bytes(record)):
+            manager.save(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(tree), record=ocp.args.JsonSave(record),
+            ))
+            manager.wait_until_finished()
 
     def discard(self) -> None:
         """Removes every step (process 0; all processes return after it)."""

@@ -13,7 +13,8 @@ training randomness, its evaluation episodes and its policy noise are those of t
 run of that configuration alone, so a grid reproduces separate runs.
 
 The results dict it returns (and hands to ``report`` after every evaluation) holds
-- status: "running", "finished", or "failed" when every member failed;
+- status: "running", "finished", "interrupted" (its caller asked it to stop: `train_agent`'s
+  should_stop), or "failed" when every member failed;
 - curve: per evaluation: updates, eval_seed, episodes per member, per-member scores (None for a
   failed member), the failed seeds, mean and std over the members still going, updates/s, the
   mean of every training metric, and for a grid the same per configuration (configs);
@@ -30,10 +31,17 @@ The results dict it returns (and hands to ``report`` after every evaluation) hol
   gamma^H r_max / (1 - gamma)); the share of episodes that reached a reward and the mean step
   of the first one; and in a maze where the episodes ended (mean distance to the goal, end
   cells with their counts).
-The last evaluation uses final_eval_episodes.
+- inputs: the sha256 of the dataset's transitions and of the flow (None without one) that
+  every checkpoint also records, with the dataset's identity (`lfjax.stages.resume`);
+- resumed (only once a run was resumed): per resume, the updates it resumed at, when, and
+  which of RunConfig.RESUMABLE changed ({name: [before, now]}: a longer num_updates, other
+  evaluation settings).
+The last evaluation uses final_eval_episodes (a run extended later keeps that point as it
+was, and its curve goes on). Evaluations fall at multiples of eval_every and at num_updates.
 """
 
 import dataclasses
+import datetime
 import pathlib
 import sys
 import time
@@ -46,15 +54,18 @@ import numpy as np
 from lfjax import agent, data, evaluation, sharding
 from lfjax.checkpoints import (
     PretrainedFlow,
+    UnreadableCheckpointError,
     hold_directory,
-    restore_latest,
+    restore_newest_intact,
     restore_run_states,
     run_checkpoints,
     save_run_checkpoint,
+    set_aside,
 )
 from lfjax.configs import RunConfig
 from lfjax.data.returns import mean_discounted_return
 from lfjax.envs import make_batched_env
+from lfjax.stages import resume as resuming
 from lfjax.stages.dataset import normalized
 
 Log = Callable[[str], None]
@@ -141,18 +152,26 @@ def train_agent(
     log: Log = print,
     results_base: dict[str, Any] | None = None,
     report: Callable[[dict[str, Any]], None] = lambda results: None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
     """Trains every member at once, evaluating and checkpointing (in <workdir>/checkpoints)
     between chunks; ``resume`` continues from the latest checkpoint. Returns the results dict
     (module docstring), ``results_base`` merged in; ``report`` gets it after every evaluation
     (to write it out) and once more at the end. Holds workdir's lock throughout
-    (DirectoryBusyError when another process writes there)."""
+    (DirectoryBusyError when another process writes there).
+
+    should_stop: asked before every chunk; True ends the stage there with status
+    "interrupted" (the chunk before it evaluated and checkpointed as always, so a resume goes
+    on exactly as if nothing had happened). A chunk is one jitted call that cannot be cut short:
+    a request is honoured within eval_every updates and one evaluation. In a multi-process job
+    every process asks at the same chunks (it may be a collective that makes them agree)."""
     with hold_directory(workdir):
         return _train_agent(config, loaded, pretrained, workdir, resume, progress, log,
-                            results_base, report)
+                            results_base, report, should_stop)
 
 
-def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, results_base, report):
+def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, results_base, report,
+                 should_stop):
     """train_agent's body, run while it holds the workdir's lock (same arguments)."""
     flow = pretrained.flow
     members = Members.of(config)
@@ -211,17 +230,33 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
             diagnostics["return_start"] = gather(run.discounted_returns.mean(axis=1)).tolist()
         return scores, diagnostics
 
+    # What these agents train from, recorded with every checkpoint: a resume on other data or
+    # through another flow is refused (stages.resume).
+    inputs = resuming.inputs(loaded, pretrained, config.uses_flow)
     manager = run_checkpoints(workdir)
-    restored = restore_latest(manager, workdir, states) if resume else None
+    restored = restore_newest_intact(manager, workdir, states) if resume else None
     if restored is not None:
-        updates, states, record = restored  # placed like the fresh states
+        updates, states, record, skipped = restored  # placed like the fresh states
+        if "inputs" in record:  # older checkpoints did not record them
+            resuming.check_restored(record["inputs"], inputs, workdir)
+        for step, why in skipped:  # newer steps that cannot be read: out of the way, kept
+            aside = set_aside(manager, workdir, step)
+            log(f"skipping the checkpoint at {step} updates, which cannot be read ({why}); "
+                f"moved to {aside}")
         curve, failed, baselines = record["curve"], np.array(record["failed"]), record["baselines"]
-        # Older checkpoints did not record where a member failed.
+        # Older checkpoints did not record where a member failed, nor their settings.
         failed_within = record.get("failed_within", [None] * num_members)
-        log(f"resuming from the checkpoint at {updates} updates")
+        changed = _changed_settings(record.get("settings"), config)
+        resumed = [*record.get("resumed", []), {
+            "at_updates": updates,
+            "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "changed": changed,
+        }]
+        what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in (changed or {}).items())
+        log(f"resuming from the checkpoint at {updates} updates" + (f" ({what})" if what else ""))
     else:
         updates, curve, failed = 0, [], np.zeros(num_members, bool)
-        failed_within = [None] * num_members
+        failed_within, resumed = [None] * num_members, []
         baselines = {"random policy": 0.0}
         if config.uses_flow:
             # Behaviour cloning through the same flow: decode z ~ Uniform(-1, 1)^L, the flow's
@@ -234,21 +269,29 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
                 f"{bc[:config.num_seeds].std():.1f}")
 
     data_stats = data_statistics(config, loaded)
+    stopped = False
 
     def results(done: bool) -> dict[str, Any]:
+        status = ("failed" if failed.all() else "interrupted" if stopped else
+                  "finished" if done else "running")
         return {
             **(results_base or {}),
             "data": data_stats,
-            "status": "failed" if failed.all() else "finished" if done else "running",
+            "status": status,
             "updates": updates,
             **_summaries(config, members, curve, failed, failed_within),
             "baselines": baselines,
             "curve": curve,
+            "inputs": {k: inputs[k] for k in ("dataset_sha256", "flow_sha256")},
+            **({"resumed": resumed} if resumed else {}),
         }
 
     bar = _progress_bar(config.num_updates, updates) if progress else None
     while updates < config.num_updates and not failed.all():
-        n = min(config.eval_every, config.num_updates - updates)
+        if should_stop():
+            stopped = True
+            break
+        n = _chunk(updates, config)
         start = time.perf_counter()
         new_states, metrics = train_chunk(states, frozen, dataset, n)
         metrics = sharding.to_host(metrics)  # [M, n] each; across hosts, gathered from all
@@ -294,7 +337,8 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
         })
         save_run_checkpoint(manager, updates, states, {
             "curve": curve, "failed": failed.tolist(), "failed_within": failed_within,
-            "baselines": baselines,
+            "baselines": baselines, "resumed": resumed, "inputs": inputs,
+            "settings": {k: getattr(config, k) for k in RunConfig.RESUMABLE},
         })
         report(results(done=updates >= config.num_updates))
         if bar is not None:
@@ -356,6 +400,26 @@ def episode_diagnostics(spec: data.EnvSpec, first_reward_steps: np.ndarray,
     return out
 
 
+def _chunk(updates: int, config: RunConfig) -> int:
+    """Updates in the chunk that starts after ``updates``: up to the next multiple of
+    eval_every (or num_updates). From 0 that is eval_every each, as it always was; a run
+    resumed with another eval_every or a longer num_updates evaluates at multiples of the new
+    eval_every again after one shorter chunk. (Chunk boundaries draw the training keys: a
+    chunk of 2k updates is not two of k, so a run extended from an end that was not a multiple
+    of eval_every, or whose eval_every changed, trains as its recorded history says, not as a
+    run never resumed.)"""
+    return min(config.eval_every - updates % config.eval_every, config.num_updates - updates)
+
+
+def _changed_settings(saved: dict | None, config: RunConfig) -> dict[str, list] | None:
+    """{setting: [before, now]} of the RESUMABLE settings that differ from those a checkpoint
+    was saved with (None when it did not record them)."""
+    if saved is None:
+        return None
+    return {k: [saved[k], getattr(config, k)] for k in RunConfig.RESUMABLE
+            if k in saved and saved[k] != getattr(config, k)}
+
+
 def _mean_std(scores: Any, ok: np.ndarray) -> dict[str, float | None]:
     """Mean and std of the scores [M] of the members in ok (None when there are none)."""
     good = np.asarray([np.nan if v is None else v for v in scores], float)[ok]
@@ -411,13 +475,16 @@ def _summaries(config: RunConfig, members: Members, curve: list[dict], failed: n
 
 
 def load_agents(config: RunConfig, pretrained: PretrainedFlow, obs_dim: int,
-                workdir: pathlib.Path, step: int | None = None) -> tuple[int, agent.TrainState]:
+                workdir: pathlib.Path, step: int | None = None,
+                log: Log = print) -> tuple[int, agent.TrainState]:
     """(step, the member-stacked train states [M, ...]) saved by `train_agent` in workdir at
-    ``step`` (default: the latest; the run keeps the last two). ValueError naming the steps
-    there when ``step`` is not one of them."""
-    steps = sorted(run_checkpoints(workdir).all_steps())
-    step = step if step is not None else (steps[-1] if steps else None)
-    if step not in steps:
+    ``step`` (default: the newest that reads back whole; the run keeps the last two, and a
+    newer one that cannot be read is named in ``log``). ValueError naming the steps there when
+    ``step`` is not one of them; UnreadableCheckpointError when ``step`` (or, by default,
+    every step) cannot be read."""
+    manager = run_checkpoints(workdir)
+    steps = sorted(manager.all_steps())
+    if not steps or (step is not None and step not in steps):
         raise ValueError(
             f"no checkpoint {step} in {workdir / 'checkpoints'} (it keeps the last two "
             f"evaluations): choose --step from {steps}" if steps else
@@ -425,7 +492,21 @@ def load_agents(config: RunConfig, pretrained: PretrainedFlow, obs_dim: int,
         )
     init, args = agent_init(config, pretrained, obs_dim)
     like = jax.eval_shape(jax.vmap(init), *args)
-    return step, restore_run_states(workdir, step, like)
+    if step is not None:
+        try:
+            return step, restore_run_states(workdir, step, like)
+        except UnreadableCheckpointError as e:
+            others = [s for s in steps if s != step]
+            raise UnreadableCheckpointError(
+                f"checkpoint {step} in {workdir / 'checkpoints'} cannot be read ({e.reason}); it may "
+                f"be truncated or corrupt" + (f": choose --step from {others}" if others else ""),
+                e.directory, e.reason,
+            ) from e
+    restored = restore_newest_intact(manager, workdir, like)
+    for skipped, why in restored.skipped:
+        log(f"note: the checkpoint at {skipped} updates cannot be read ({why}): evaluating the "
+            f"one at {restored.step} updates, the newest intact one")
+    return restored.step, restored.states
 
 
 def evaluate_agents(

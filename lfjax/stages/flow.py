@@ -39,6 +39,7 @@ def load_or_pretrain(
     resume: bool = False,
     progress: bool = False,
     log: Log = print,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PretrainedFlow:
     """Reuses the flow in ``flow_dir`` when it was made from the same dataset, flow config,
     epochs and seed; otherwise pretrains ``config.num_flows`` flows (one per seed, or one
@@ -46,7 +47,8 @@ def load_or_pretrain(
     state statistics. Returns the flow, params with a leading seed axis [num_flows, ...].
 
     resume: continue an unfinished pretraining of this flow from its last epoch; without it,
-    finding one raises PartialFlowError. Raises DirectoryBusyError when another process
+    finding one raises PartialFlowError. should_stop: asked after every epoch (its checkpoint
+    saved); True raises pretraining.PretrainingStopped, the progress kept for a resume. Raises DirectoryBusyError when another process
     writes in flow_dir, and pretraining.FlowDivergedError (nothing saved) when a flow never
     reaches a finite validation NLL.
     """
@@ -66,7 +68,7 @@ def load_or_pretrain(
         reused = _agreed_flow(flow_dir, wanted, config.num_flows, log, say_why=False)
         if reused is not None:
             return reused
-        return _pretrain_and_save(config, loaded, flow_dir, wanted, resume, progress, log)
+        return _pretrain_and_save(config, loaded, flow_dir, wanted, resume, progress, log, should_stop)
 
 
 def _agreed_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, log: Log,
@@ -83,7 +85,8 @@ def _agreed_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, log: Log,
 
 
 def _pretrain_and_save(config: RunConfig, loaded: data.LoadedDataset, flow_dir: pathlib.Path,
-                       wanted: dict, resume: bool, progress: bool, log: Log) -> PretrainedFlow:
+                       wanted: dict, resume: bool, progress: bool, log: Log,
+                       should_stop: Callable[[], bool] | None) -> PretrainedFlow:
     """Pretrains (continuing a matching unfinished pretraining when ``resume``) and saves; the
     caller holds flow_dir's lock."""
     checkpoints = FlowProgress(flow_dir, {**wanted, "num_flows": config.num_flows})
@@ -113,6 +116,7 @@ def _pretrain_and_save(config: RunConfig, loaded: data.LoadedDataset, flow_dir: 
             progress=progress,
             log=log,
             checkpoints=checkpoints,
+            should_stop=should_stop,
         )
     except pretraining.FlowDivergedError:
         checkpoints.discard()  # resuming would only diverge again, identically

@@ -8,7 +8,7 @@ import sys
 import jax
 import numpy as np
 
-from .conftest import REPO, cli_env, run_killed_after_epoch
+from .conftest import REPO, cli_env, run_killed_after_epoch, run_signalled
 
 FLOW = ["--env=maze2d-umaze", "--preset=quick", "--seed=1", "--flow_blocks=2", "--flow_epochs=2",
         "--flow_batch_size=256", "--noprogress"]
@@ -72,3 +72,23 @@ def test_a_killed_pretraining_resumes_to_the_same_flow_bit_for_bit(minari_root, 
     for a, b in zip(jax.tree_util.tree_leaves(load_pretrained_flow(flow_dir).params),
                     jax.tree_util.tree_leaves(load_pretrained_flow(tmp_path / "ref" / "flow").params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_sigint_stops_the_pretraining_after_its_epoch_and_resume_finishes_it(minari_root, tmp_path):
+    """Ctrl-C (or SIGTERM) during epoch 1 of 2: that epoch ends and is checkpointed, one line
+    says where it stopped and the command that continues it, exit status 130; that command
+    finishes the flow. (Before: KeyboardInterrupt, a traceback.)"""
+    workdir = tmp_path / "w"
+    proc = run_signalled("epoch", 1, ["SIGINT"], "experiments.pretrain_flow", [*FLOW, f"--workdir={workdir}"],
+                         minari_root)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    flow_dir = workdir / "flow"
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"interrupted by SIGINT after flow epoch 1 of 2; its progress is saved in "
+                           f"{flow_dir / 'progress'}; continue with: python -m experiments.pretrain_flow "), line
+    assert line.endswith(" --resume") and "flow epoch 2/2" not in proc.stdout
+    assert (flow_dir / "progress" / "1").is_dir() and not (flow_dir / "flow.json").exists()
+    resumed = cli("experiments.pretrain_flow", [*FLOW, f"--workdir={workdir}", "--resume"], minari_root)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming the flow's pretraining after epoch 1/2" in resumed.stdout
+    assert [h["epoch"] for h in json.loads((flow_dir / "flow.json").read_text())["history"]] == [1, 2]

@@ -209,12 +209,29 @@ def test_bad_input_is_one_clear_line(minari_root, tmp_path, args, message):
     assert not workdir.exists()
 
 
+def _with(**flags):
+    """TINY with some flags set otherwise."""
+    return [*[a for a in TINY if a.split("=")[0][2:] not in flags], *(f"--{k}={v}" for k, v in flags.items())]
+
+
 def test_workdir_of_another_config_is_refused(finished, minari_root):
+    """A workdir holds one run: another configuration is refused, even with --resume; the same
+    one needs --resume; on --resume only how long it trains and how it is evaluated may change,
+    and never to fewer updates than it has done (a longer run: tests/experiments/test_reliability.py)."""
     workdir, _ = finished
-    proc = run([*[a for a in TINY if not a.startswith("--num_updates")], "--num_updates=400", f"--workdir={workdir}"], minari_root)
-    assert proc.returncode == 2 and "different configuration" in proc.stderr
+    before = files(workdir)
+    proc = run([*_with(batch_size=32), f"--workdir={workdir}", "--resume"], minari_root)
+    assert proc.returncode == 2 and "different configuration (differs in: agent)" in proc.stderr, proc.stderr
+    assert "on --resume only --num_updates, --eval_every, --eval_episodes, --final_eval_episodes may change" in proc.stderr
     proc = run([*TINY, f"--workdir={workdir}"], minari_root)
-    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert proc.returncode == 2 and "already holds this run; pass --resume" in proc.stderr, proc.stderr
+    proc = run([*_with(num_updates=400), f"--workdir={workdir}"], minari_root)
+    assert proc.returncode == 2 and ("already holds this run (with --num_updates=300); pass --resume to continue it "
+                                     "with the new settings") in proc.stderr, proc.stderr
+    proc = run([*_with(num_updates=200), f"--workdir={workdir}", "--resume"], minari_root)
+    assert proc.returncode == 2 and ("has done 300 updates already; --num_updates must be at least 300"
+                                     in proc.stderr), proc.stderr
+    assert files(workdir) == before
 
 
 def evaluate(args, root):

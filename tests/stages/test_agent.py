@@ -3,6 +3,8 @@ reported, rolled back to its last good state and frozen as failed, contributes n
 then on, and the others go on; when every seed fails the stage stops with status "failed"; the
 agents see states normalized with the statistics saved with the flow."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,3 +166,24 @@ def test_results_hold_the_datas_return_and_what_each_seeds_episodes_did(loaded, 
             else:
                 assert point["scores"][m] > zero and 1 <= diag["first_reward_step"][m] <= 300
                 assert diag["return_start"][m] > 0.0
+
+
+def test_a_resume_through_another_flow_or_on_other_data_is_refused(loaded, tmp_path):
+    """Every checkpoint records the sha256 of the dataset's transitions and of the flow; the
+    stage refuses to restore agents into another flow's latent space or onto other data, for
+    callers that did not check first (experiments.run does, before writing anything)."""
+    from lfjax.stages.resume import ChangedInputsError
+
+    config = tiny_config(num_updates=20, num_seeds=1)
+    pretrained = stages.flow.load_or_pretrain(config, loaded, tmp_path / "flow", log=lambda _: None)
+    results = stages.agent.train_agent(config, loaded, pretrained, tmp_path / "run", log=lambda _: None)
+    assert results["inputs"]["flow_sha256"] == stages.resume.flow_sha256(pretrained)
+    other = dataclasses.replace(pretrained, params=jax.tree_util.tree_map(lambda x: x * 1.001, pretrained.params))
+    with pytest.raises(ChangedInputsError, match="trained through another flow"):
+        stages.agent.train_agent(config, loaded, other, tmp_path / "run", resume=True, log=lambda _: None)
+    fewer = dataclasses.replace(loaded, transitions=jax.tree_util.tree_map(lambda x: x[:-1], loaded.transitions))
+    with pytest.raises(ChangedInputsError, match="trained on other data"):
+        stages.agent.train_agent(config, fewer, pretrained, tmp_path / "run", resume=True, log=lambda _: None)
+    messages = []
+    again = stages.agent.train_agent(config, loaded, pretrained, tmp_path / "run", resume=True, log=messages.append)
+    assert "resuming from the checkpoint at 20 updates" in messages and again["final"] == results["final"]

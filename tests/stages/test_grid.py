@@ -94,5 +94,5 @@ def test_grid_results_summary_and_resume(setup, loaded):
     messages = []
     resumed = stages.agent.train_agent(config, loaded, pretrained, root / "resumed", resume=True,
                                        log=messages.append)
-    assert "resuming from the checkpoint at 10 updates" in messages
+    assert "resuming from the checkpoint at 10 updates (num_updates 10 -> 20)" in messages
     assert [p["scores"] for p in resumed["curve"]] == [p["scores"] for p in results["curve"]]
