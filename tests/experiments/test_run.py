@@ -198,6 +198,9 @@ def test_a_run_killed_while_pretraining_its_flow_resumes_to_identical_results(fi
         (["--env=maze2d-umaze", "--preset=fast"], "unknown --preset"),
         (["--env=maze2d-umaze", "--batch_size=100000"], "larger than the dataset"),
         (["--env=hopper-medium"], "minari download"),
+        (["--env=maze2d-umaze", "--tau_final=0.001"], "tau_final needs tau_half_life"),
+        (["--env=maze2d-umaze", "--num_critics=0"], "num_critics must be positive"),
+        (["--env=maze2d-umaze", "--algo=bc", "--critic_layer_norm"], "--critic_layer_norm does not apply to --algo=bc"),
     ],
 )
 def test_bad_input_is_one_clear_line(minari_root, tmp_path, args, message):
