@@ -61,7 +61,7 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         write_json,
     )
     from lfjax.configs import RunConfig
-    from lfjax import stages
+    from lfjax import agent, stages
     from lfjax.stages.agent import Members, evaluate_agents, load_agents
 
     if not (workdir / "config.json").is_file() or not (workdir / "results.json").is_file():
@@ -100,7 +100,7 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
                         f"{step}: there is no policy to evaluate", status=1)
     kept = np.flatnonzero(~failed)
     returns = evaluate_agents(
-        config, spec, pretrained, states.actor_params, num_episodes=FLAGS.episodes,
+        config, spec, pretrained, agent.acting_params(states), num_episodes=FLAGS.episodes,
         seed=FLAGS.eval_seed, deterministic=FLAGS.deterministic, member_indices=kept,
     )  # [kept, episodes]: a failed member is never rolled out
     normalized = evaluation.normalized_score(returns, refs["ref_min_score"], refs["ref_max_score"])

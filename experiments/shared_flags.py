@@ -15,7 +15,8 @@ FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flo
 # Overrides of AWACConfig fields and of RunConfig fields (define_overrides).
 # The critics' stability options (AWACConfig; off in the paper preset).
 STABILITY_FLAGS = ("critic_layer_norm", "num_critics", "td_target_clip", "tau_final", "tau_half_life")
-AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr", *STABILITY_FLAGS)
+AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr", "actor_ema",
+               *STABILITY_FLAGS)
 SCHEDULE_FLAGS = ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes")
 # --preset's default: chosen by the devices JAX sees (experiments.cli.choose_preset).
 AUTO = "auto"
@@ -58,6 +59,8 @@ def define_overrides() -> None:
                       "range allows.")
     flags.DEFINE_float("tau_final", None, "Decay tau toward this value (needs --tau_half_life).")
     flags.DEFINE_float("tau_half_life", None, "Updates per halving of tau - tau_final.")
+    flags.DEFINE_float("actor_ema", None, "Act with a Polyak average of the actor, this step per "
+                       "update (training unchanged).")
 
 
 def define_tracking() -> None:

@@ -83,6 +83,10 @@ class AWACConfig:
             target early propagates the sparse reward, a slow one later keeps it steady.
         tau_half_life: updates per halving of tau - tau_final (unused while tau_final is None,
             so that a grid can sweep tau_final over one half-life).
+        actor_ema: when set, a Polyak average of the actor's parameters (this step per update)
+            is kept beside it and is the policy that acts (evaluation, experiments.evaluate);
+            training is unchanged. Adam keeps moving a converged actor by about its learning
+            rate per step, driven by minibatch noise; the average does not follow that walk.
     """
 
     batch_size: int = 512
@@ -100,6 +104,7 @@ class AWACConfig:
     td_target_clip: bool = False
     tau_final: float | None = None
     tau_half_life: float | None = None
+    actor_ema: float | None = None
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -116,6 +121,8 @@ class AWACConfig:
             raise ValueError(f"tau_final must be in (0, 1], got {self.tau_final}")
         if self.tau_half_life is not None and self.tau_half_life <= 0.0:
             raise ValueError(f"tau_half_life must be positive, got {self.tau_half_life}")
+        if self.actor_ema is not None and not 0.0 < self.actor_ema <= 1.0:
+            raise ValueError(f"actor_ema must be in (0, 1], got {self.actor_ema}")
         if self.tau_final is not None and self.tau_half_life is None:
             raise ValueError("tau_final needs tau_half_life: set both to decay tau (a half-life "
                              "alone, e.g. for a grid over tau_final, decays nothing)")

@@ -87,6 +87,8 @@ class TrainState:
     critic_params and target_critic_params hold both critics with a leading axis of 2; all
     three critic fields are None for behaviour cloning, which trains no critics. hparams are
     the member's own scalar hyperparameters (fixed during training; saved with the state).
+    averaged_actor_params: the Polyak average of the actor that acts (AWACConfig.actor_ema);
+    None without one (`acting_params` picks).
     """
 
     actor_params: Any
@@ -97,6 +99,20 @@ class TrainState:
     rng: jax.Array
     step: jax.Array
     hparams: Hyperparams
+    averaged_actor_params: Any = None
+
+
+def acting_params(state: TrainState) -> Any:
+    """The actor parameters that act: the averaged ones when the config keeps an average
+    (AWACConfig.actor_ema), else the trained ones. Any leading member axis is kept."""
+    return state.actor_params if state.averaged_actor_params is None else state.averaged_actor_params
+
+
+def _averaged(config: AWACConfig, actor_params: Any, averaged: Any) -> Any:
+    """The averaged actor after an update (None without actor_ema)."""
+    if config.actor_ema is None:
+        return None
+    return optax.incremental_update(actor_params, averaged, config.actor_ema)
 
 
 def _networks(config: AWACConfig, flow: LatentDecoder) -> tuple[TanhGaussianActor, TwinCritic]:
@@ -147,6 +163,7 @@ def make_init(
             rng=rng,
             step=jnp.zeros((), jnp.int32),
             hparams=hyperparams(config) if hparams is None else hparams,
+            averaged_actor_params=None if config.actor_ema is None else actor_params,
         )
 
     return init
@@ -249,6 +266,7 @@ def make_update_step(
 
         new_state = state.replace(
             actor_params=actor_params,
+            averaged_actor_params=_averaged(config, actor_params, state.averaged_actor_params),
             critic_params=critic_params,
             target_critic_params=target_critic_params,
             actor_opt_state=actor_opt_state,
@@ -302,7 +320,8 @@ def _make_bc_update_step(config: AWACConfig, flow: LatentDecoder):
         actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)
         actor_params = _apply(state.actor_params, actor_updates, state.hparams.actor_lr)
         new_state = state.replace(
-            actor_params=actor_params, actor_opt_state=actor_opt_state, step=state.step + 1
+            actor_params=actor_params, actor_opt_state=actor_opt_state, step=state.step + 1,
+            averaged_actor_params=_averaged(config, actor_params, state.averaged_actor_params),
         )
         finite = jnp.isfinite(actor_loss) & _all_finite(actor_params)
         return new_state, {"actor_loss": actor_loss, "finite": finite}

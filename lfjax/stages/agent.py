@@ -312,7 +312,7 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
         if failed.all():
             scores, diagnostics = np.full(num_members, np.nan), {}  # nothing left to evaluate
         else:
-            scores, diagnostics = evaluate(states.actor_params, updates, episodes,
+            scores, diagnostics = evaluate(agent.acting_params(states), updates, episodes,
                                            critic_params=states.critic_params)
         if "q_mean" in metrics:
             diagnostics = {"q_mean": np.asarray(metrics["q_mean"]).mean(axis=1).tolist(), **diagnostics}

@@ -198,3 +198,36 @@ def test_options_are_validated():
     assert float(stack_hyperparams([AWACConfig(tau_half_life=100.0)]).tau_decay_rate[0]) == 0.0
     with pytest.raises(ValueError, match="tau_half_life must be positive"):
         AWACConfig(tau_final=0.001, tau_half_life=0.0)
+
+
+@pytest.mark.parametrize("behaviour_cloning", [False, True])
+def test_the_averaged_actor_follows_by_its_polyak_step_and_is_the_one_that_acts(behaviour_cloning):
+    """actor_ema = 0.1: after each update the averaged actor is 0.9 of itself plus 0.1 of the
+    trained actor (starting from the initial actor), training is unchanged, and acting_params
+    picks the average; without the option there is none and the trained actor acts."""
+    from lfjax.agent import acting_params
+
+    config = AWACConfig(batch_size=8, hidden_dims=(8, 8), actor_ema=0.1)
+    flow = ScaleFlow(action_dim=2, latent_dim=2)
+    data = random_transitions(jax.random.PRNGKey(0), 64)
+    step = jax.jit(make_update_step(config, flow, behaviour_cloning=behaviour_cloning))
+    plain_step = jax.jit(make_update_step(dataclasses.replace(config, actor_ema=None), flow,
+                                          behaviour_cloning=behaviour_cloning))
+    init = make_init(config, flow, 3, behaviour_cloning=behaviour_cloning)
+    state = init(jax.random.PRNGKey(1))
+    plain = make_init(dataclasses.replace(config, actor_ema=None), flow, 3,
+                      behaviour_cloning=behaviour_cloning)(jax.random.PRNGKey(1))
+    assert plain.averaged_actor_params is None and acting_params(plain) is plain.actor_params
+    jax.tree.map(np.testing.assert_array_equal, state.averaged_actor_params, state.actor_params)
+    expected = state.actor_params
+    for i in range(3):
+        key = jax.random.PRNGKey(10 + i)
+        state, _ = step(state, {"scale": jnp.asarray(1.0)}, data, key)
+        plain, _ = plain_step(plain, {"scale": jnp.asarray(1.0)}, data, key)
+        jax.tree.map(np.testing.assert_array_equal, state.actor_params, plain.actor_params)
+        expected = jax.tree.map(lambda avg, new: 0.9 * avg + 0.1 * new, expected, state.actor_params)
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-8),
+                     state.averaged_actor_params, expected)
+    assert acting_params(state) is state.averaged_actor_params
+    assert not np.allclose(state.averaged_actor_params["params"]["MLP_0"]["Dense_0"]["kernel"],
+                           state.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"])

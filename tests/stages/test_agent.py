@@ -187,3 +187,24 @@ def test_a_resume_through_another_flow_or_on_other_data_is_refused(loaded, tmp_p
     messages = []
     again = stages.agent.train_agent(config, loaded, pretrained, tmp_path / "run", resume=True, log=messages.append)
     assert "resuming from the checkpoint at 20 updates" in messages and again["final"] == results["final"]
+
+
+def test_with_an_averaged_actor_the_average_is_what_the_run_evaluates(loaded, tmp_path):
+    """actor_ema: the run's scores are the averaged actor's (experiments.evaluate's rollout of
+    acting_params reproduces them exactly), not the trained actor's."""
+    config = tiny_config(algo="awac", num_seeds=2, num_updates=40, eval_every=40, final_eval_episodes=3)
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, actor_ema=0.05))
+    pretrained = stages.flow.no_flow(loaded)
+    results = stages.agent.train_agent(config, loaded, pretrained, tmp_path, log=lambda _: None)
+    _, states = stages.agent.load_agents(config, pretrained, 4, tmp_path)
+    point = results["curve"][-1]
+
+    def scores(actor_params):
+        returns = stages.agent.evaluate_agents(config, loaded.spec, pretrained, actor_params,
+                                               num_episodes=3, seed=point["eval_seed"])
+        return loaded.normalized_score(returns).mean(axis=1)
+
+    np.testing.assert_array_equal(scores(agent.acting_params(states)), point["scores"])
+    assert states.averaged_actor_params is not None
+    assert not np.allclose(jax.tree_util.tree_leaves(states.averaged_actor_params)[0],
+                           jax.tree_util.tree_leaves(states.actor_params)[0])
