@@ -14,7 +14,8 @@ from absl import flags
 FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flow_blocks": "num_blocks"}
 # Overrides of AWACConfig fields and of RunConfig fields (define_overrides).
 # The critics' stability options (AWACConfig; off in the paper preset).
-STABILITY_FLAGS = ("critic_layer_norm", "num_critics", "td_target_clip", "tau_final", "tau_half_life")
+STABILITY_FLAGS = ("critic_layer_norm", "num_critics", "td_target_clip", "tau_final", "tau_half_life",
+                   "n_step")
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr", "actor_ema",
                *STABILITY_FLAGS)
 SCHEDULE_FLAGS = ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes")
@@ -59,6 +60,8 @@ def define_overrides() -> None:
                       "range allows.")
     flags.DEFINE_float("tau_final", None, "Decay tau toward this value (needs --tau_half_life).")
     flags.DEFINE_float("tau_half_life", None, "Updates per halving of tau - tau_final.")
+    flags.DEFINE_integer("n_step", None, "TD targets summing n rewards along the stored "
+                         "trajectory before bootstrapping (paper: 1).")
     flags.DEFINE_float("actor_ema", None, "Act with a Polyak average of the actor, this step per "
                        "update (training unchanged).")
 

@@ -83,6 +83,9 @@ class AWACConfig:
             target early propagates the sparse reward, a slow one later keeps it steady.
         tau_half_life: updates per halving of tau - tau_final (unused while tau_final is None,
             so that a grid can sweep tau_final over one half-life).
+        n_step: TD targets that sum n rewards along the stored trajectory before bootstrapping
+            (`lfjax.data.returns.n_step_transitions`; 1: the paper's one-step targets). A sparse
+            reward then needs about n times fewer backups to reach the states far from it.
         actor_ema: when set, a Polyak average of the actor's parameters (this step per update)
             is kept beside it and is the policy that acts (evaluation, experiments.evaluate);
             training is unchanged. Adam keeps moving a converged actor by about its learning
@@ -104,6 +107,7 @@ class AWACConfig:
     td_target_clip: bool = False
     tau_final: float | None = None
     tau_half_life: float | None = None
+    n_step: int = 1
     actor_ema: float | None = None
 
     def __post_init__(self):
@@ -121,6 +125,8 @@ class AWACConfig:
             raise ValueError(f"tau_final must be in (0, 1], got {self.tau_final}")
         if self.tau_half_life is not None and self.tau_half_life <= 0.0:
             raise ValueError(f"tau_half_life must be positive, got {self.tau_half_life}")
+        if self.n_step < 1:
+            raise ValueError(f"n_step must be positive, got {self.n_step}")
         if self.actor_ema is not None and not 0.0 < self.actor_ema <= 1.0:
             raise ValueError(f"actor_ema must be in (0, 1], got {self.actor_ema}")
         if self.tau_final is not None and self.tau_half_life is None:
@@ -262,6 +268,9 @@ class RunConfig:
             if not values:
                 raise ValueError(f"--sweep={name} has no values; give one or more, e.g. "
                                  f"--sweep={name}=0.1,0.3")
+            if name == "gamma" and self.agent.n_step > 1:
+                raise ValueError("--sweep=gamma with --n_step > 1: the n-step targets are summed "
+                                 "once, with one gamma; run separate runs per gamma")
         try:
             self.member_agent_configs()  # AWACConfig checks each value
         except ValueError as e:

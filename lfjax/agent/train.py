@@ -182,7 +182,9 @@ def make_update_step(
 
     flow_params: the frozen flow's parameters (`flow.freeze(params)`); never differentiated.
     dataset: transitions with fields observations [M, S], actions [M, A], rewards [M],
-        next_observations [M, S], terminals [M] (normalized states, float32).
+        next_observations [M, S], terminals [M] (normalized states, float32); with a field
+        discounts [M] as well (`lfjax.data.returns.NStepTransitions`), the target bootstraps
+        with each row's own discount instead of gamma (1 - terminal).
     key: randomness of this update (batch indices and the three policy samples).
     reward_range: (min, max) of dataset.rewards, for config.td_target_clip; computed from the
         dataset when None (`make_train` computes it once per chunk instead of per update).
@@ -223,7 +225,10 @@ def make_update_step(
 
         # Critic step.
         next_q = critic.apply(state.target_critic_params, next_obs, next_pi_actions)
-        target = losses.td_target(rewards, terminals, next_q, hp.gamma)
+        if hasattr(dataset, "discounts"):  # n-step targets: r_t + ... + gamma^K min Q'(s_{t+K})
+            target = losses.td_target(rewards, terminals, next_q, dataset.discounts[idx])
+        else:
+            target = losses.td_target(rewards, terminals, next_q, hp.gamma)
         if config.td_target_clip:
             if reward_range is None:
                 reward_range = (jnp.min(dataset.rewards), jnp.max(dataset.rewards))

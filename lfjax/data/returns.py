@@ -11,6 +11,7 @@ continuous stream) are all handled by the data itself. A trajectory cut without 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 
 def continues(observations: np.ndarray, next_observations: np.ndarray,
@@ -50,3 +51,63 @@ def mean_discounted_return(transitions, gamma: float) -> float:
     t = jax.device_get(transitions)
     goes_on = continues(t.observations, t.next_observations, t.terminals)
     return float(discounted_returns(t.rewards, t.terminals, goes_on, gamma).mean())
+
+
+@struct.dataclass
+class NStepTransitions:
+    """Transitions whose TD targets look n steps ahead (`n_step_transitions`): the update's
+    target is rewards + discounts * min Q'(next_observations, pi(next_observations)).
+
+    observations [N, S], actions [N, A]: row t's (s_t, a_t), as stored.
+    rewards [N]: sum_{k<K} gamma^k r_{t+k} over the K <= n steps the trajectory goes on.
+    next_observations [N, S]: s_{t+K}, where the target bootstraps.
+    discounts [N]: gamma^K, or 0 when a terminal came within the K steps.
+    terminals [N]: all 0 (the terminals are in discounts); kept so the fields of
+    `lfjax.data.Transitions` are all here.
+    """
+
+    observations: jnp.ndarray
+    actions: jnp.ndarray
+    rewards: jnp.ndarray
+    next_observations: jnp.ndarray
+    terminals: jnp.ndarray
+    discounts: jnp.ndarray
+
+
+def n_step_transitions(transitions, n: int, gamma: float) -> NStepTransitions:
+    """n-step TD targets from the stored trajectories: a Transitions [N] -> NStepTransitions [N].
+
+    Row t sums the rewards of rows t, t+1, ... while its trajectory goes on (`continues`), for
+    at most n rows, stops after a terminal (discount 0), and bootstraps from the next
+    observation of the last row it summed. n = 1 gives the one-step targets exactly. A reward
+    needs about n times fewer backups to travel back along a path; the targets then follow the
+    behaviour's next n - 1 actions, a bias that shrinks as n does.
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    t = jax.device_get(transitions)
+    rewards = np.asarray(t.rewards, np.float64)
+    terminals = np.asarray(t.terminals) != 0
+    goes_on = continues(t.observations, t.next_observations, t.terminals)
+    rows = np.arange(len(rewards))
+    last = rows.copy()  # the last row summed so far
+    total = rewards.copy()
+    discount = np.where(terminals, 0.0, gamma)
+    active = goes_on & ~terminals  # may add the next row
+    for _ in range(n - 1):
+        nxt = np.minimum(last + 1, len(rewards) - 1)
+        step = active & goes_on[last]
+        total[step] += discount[step] * rewards[nxt[step]]
+        last[step] = nxt[step]
+        ended = step & terminals[nxt]
+        discount[step] = np.where(ended[step], 0.0, discount[step] * gamma)
+        active = step & ~ended
+    as_f32 = lambda x: jnp.asarray(np.asarray(x, np.float32))
+    return NStepTransitions(
+        observations=transitions.observations,
+        actions=transitions.actions,
+        rewards=as_f32(total),
+        next_observations=as_f32(np.asarray(t.next_observations)[last]),
+        terminals=jnp.zeros_like(transitions.terminals),
+        discounts=as_f32(discount),
+    )

@@ -63,7 +63,7 @@ from lfjax.checkpoints import (
     set_aside,
 )
 from lfjax.configs import RunConfig
-from lfjax.data.returns import mean_discounted_return
+from lfjax.data.returns import mean_discounted_return, n_step_transitions
 from lfjax.envs import make_batched_env
 from lfjax.stages import resume as resuming
 from lfjax.stages.dataset import normalized
@@ -179,6 +179,8 @@ def _train_agent(config, loaded, pretrained, workdir, resume, progress, log, res
     frozen = frozen_flows(pretrained, config)
     stats = data.StateStats(mean=pretrained.state_mean, std=pretrained.state_std)
     dataset = normalized(loaded.transitions, stats)
+    if config.uses_critics and config.agent.n_step > 1:  # one gamma: a grid cannot sweep it here
+        dataset = n_step_transitions(dataset, config.agent.n_step, config.agent.gamma)
 
     init, init_args = agent_init(config, pretrained, loaded.spec.obs_dim)
     states = jax.jit(jax.vmap(init))(*init_args)

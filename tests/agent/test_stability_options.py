@@ -231,3 +231,28 @@ def test_the_averaged_actor_follows_by_its_polyak_step_and_is_the_one_that_acts(
     assert acting_params(state) is state.averaged_actor_params
     assert not np.allclose(state.averaged_actor_params["params"]["MLP_0"]["Dense_0"]["kernel"],
                            state.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"])
+
+
+def test_n_step_targets_bootstrap_with_each_rows_own_discount():
+    """With NStepTransitions the target is r + discount_row * min Q'(s_{t+K}): target critics at
+    20, discounts 0.25 and 0 (a terminal within the n steps) give 1 + 5 and 3 + 0."""
+    from lfjax.data.returns import NStepTransitions
+
+    config = AWACConfig(batch_size=8, hidden_dims=(8, 8), n_step=3)
+    flow = ScaleFlow(action_dim=2, latent_dim=2)
+    data = NStepTransitions(
+        observations=jnp.array([[0.5, -1.0, 2.0], [1.0, 0.0, 0.0]]),
+        actions=jnp.array([[0.9, -0.2], [0.1, 0.3]]),
+        rewards=jnp.array([1.0, 3.0]),
+        next_observations=jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),
+        terminals=jnp.zeros(2),
+        discounts=jnp.array([0.25, 0.0]),
+    )
+    state = _constant_target(make_init(config, flow, obs_dim=3)(jax.random.PRNGKey(0)), 20.0)
+    key = jax.random.PRNGKey(1)
+    _, metrics = jax.jit(make_update_step(config, flow))(state, {"scale": jnp.asarray(1.0)}, data, key)
+    idx = jax.random.randint(jax.random.split(key, 3)[0], (8,), 0, 2)
+    assert len(set(np.asarray(idx).tolist())) == 2  # both rows drawn: both discounts matter
+    q = TwinCritic((8, 8)).apply(state.critic_params, data.observations[idx], data.actions[idx])
+    y = jnp.array([6.0, 3.0])[idx]
+    np.testing.assert_allclose(metrics["critic_loss"], jnp.sum(jnp.mean((q - y) ** 2, axis=1)), rtol=1e-5)

@@ -50,3 +50,27 @@ def test_long_streams_are_scanned_not_recursed():
     g = discounted_returns(np.ones(n, np.float32), d, continues(obs, nxt, d), 0.99)
     np.testing.assert_allclose(g[:1000], 100.0, rtol=1e-4)
     assert g[-1] == 1.0
+
+
+def test_n_step_targets_sum_along_the_trajectory_and_bootstrap_where_it_stops():
+    from lfjax.data.returns import n_step_transitions
+
+    # Episode A: 2 steps ending in a terminal; B: 2 steps after a jump; C continues B.
+    a = _episode_rows([0, 1, 2], [5, 5], [0, 1])
+    b = _episode_rows([10, 11, 12], [1, 2], [0, 0])
+    c = _episode_rows([12, 13], [4], [0])
+    obs, nxt, r, d = (np.concatenate(parts) for parts in zip(a, b, c))
+    data = Transitions.from_numpy(obs, np.zeros((5, 2)), r, nxt, d)
+    out = n_step_transitions(data, 3, 0.5)
+    # Row 0: 5 + 0.5 * 5, then the terminal: discount 0. Row 1: the terminal itself.
+    # Row 2: 1 + 0.5 * 2 + 0.25 * 4, bootstrapping from C's next observation with 0.125.
+    # Row 3: 2 + 0.5 * 4, then the data ends: 0.25. Row 4: 4, 0.5.
+    np.testing.assert_allclose(out.rewards, [7.5, 5.0, 3.0, 4.0, 4.0])
+    np.testing.assert_allclose(out.discounts, [0.0, 0.0, 0.125, 0.25, 0.5])
+    np.testing.assert_array_equal(out.next_observations[:, 0], [2, 2, 13, 13, 13])
+    np.testing.assert_array_equal(out.terminals, 0.0)
+    # n = 1: the stored one-step targets, with gamma (1 - d) as the discount.
+    one = n_step_transitions(data, 1, 0.5)
+    np.testing.assert_array_equal(one.rewards, r)
+    np.testing.assert_array_equal(one.next_observations, nxt)
+    np.testing.assert_array_equal(one.discounts, 0.5 * (1 - d))

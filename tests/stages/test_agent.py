@@ -208,3 +208,30 @@ def test_with_an_averaged_actor_the_average_is_what_the_run_evaluates(loaded, tm
     assert states.averaged_actor_params is not None
     assert not np.allclose(jax.tree_util.tree_leaves(states.averaged_actor_params)[0],
                            jax.tree_util.tree_leaves(states.actor_params)[0])
+
+
+def test_with_n_step_targets_the_agents_train_on_the_n_step_dataset(loaded, tmp_path, monkeypatch):
+    from lfjax.data.returns import n_step_transitions
+    from lfjax.stages.dataset import normalized
+
+    config = tiny_config(algo="awac", num_updates=20, eval_every=20, num_seeds=1)
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, n_step=4))
+    pretrained = stages.flow.no_flow(loaded)
+    seen = {}
+    real_make_train = agent.make_train
+
+    def recording_make_train(*args, **kwargs):
+        train_chunk = real_make_train(*args, **kwargs)
+
+        def chunk(states, flow_params, dataset, n):
+            seen["dataset"] = jax.tree_util.tree_map(np.asarray, dataset)
+            return train_chunk(states, flow_params, dataset, n)
+
+        return chunk
+
+    monkeypatch.setattr(stages.agent.agent, "make_train", recording_make_train)
+    stages.agent.train_agent(config, loaded, pretrained, tmp_path, log=lambda _: None)
+    stats = type(loaded.state_stats)(mean=pretrained.state_mean, std=pretrained.state_std)
+    expected = n_step_transitions(normalized(loaded.transitions, stats), 4, 0.99)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, seen["dataset"], jax.tree_util.tree_map(np.asarray, expected))
+    assert (seen["dataset"].discounts < 0.99).any()  # some rows look further than one step
