@@ -1,7 +1,9 @@
 import importlib.util
 import os
+import pathlib
 import shutil
 import tempfile
+import warnings
 
 import jax
 import pytest
@@ -41,6 +43,11 @@ SMALL_STEPS = 3_000
 SMALL_REF_EPISODES = 3
 
 
+# The session's Minari data path once session_minari_root has made it, and the last test that ran.
+_SESSION_ROOT: list[str] = []
+_LAST_TEST: list[str] = ["(none yet)"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_minari_root(tmp_path_factory):
     """No test ever reads or writes the user's Minari datasets: the session's temporary
@@ -48,11 +55,37 @@ def session_minari_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("minari_session")
     previous = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(root)
+    _SESSION_ROOT.append(str(root))
     yield root
     if previous is None:
         os.environ.pop("MINARI_DATASETS_PATH", None)
     else:
         os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before any fixture of the test is set up: MINARI_DATASETS_PATH must name the session's
+    data path or a directory under pytest's base temporary directory (a module's own, e.g.
+    tests/datagen/test_locomotion.py). A CI run (2026-12-06) found it naming a directory outside
+    both (/tmp/tmp<8 letters>, a dataset already in it) when tests/stages/test_flow.py first
+    asked for the session dataset in its worker; no test here sets such a path and the same
+    suite did not do it again, so whatever leaked it is outside the tests' code. Put back, with
+    a warning naming the test that ran before, so that a run says where to look instead of
+    failing a test that did nothing wrong."""
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    if _SESSION_ROOT and root is not None:
+        base = item.config._tmp_path_factory.getbasetemp()
+        if not pathlib.Path(root).resolve().is_relative_to(base.resolve()):
+            os.environ["MINARI_DATASETS_PATH"] = _SESSION_ROOT[0]
+            warnings.warn(pytest.PytestWarning(
+                f"MINARI_DATASETS_PATH was {root!r} before {item.nodeid} (the test before it in "
+                f"this process: {_LAST_TEST[0]}); put back to the session's {_SESSION_ROOT[0]}"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    _LAST_TEST[0] = item.nodeid
 
 
 @pytest.fixture(scope="session")
