@@ -69,10 +69,10 @@ def pytest_runtest_setup(item):
     data path or a directory under pytest's base temporary directory (a module's own, e.g.
     tests/datagen/test_locomotion.py). A CI run (2026-12-06) found it naming a directory outside
     both (/tmp/tmp<8 letters>, a dataset already in it) when tests/stages/test_flow.py first
-    asked for the session dataset in its worker; no test here sets such a path and the same
-    suite did not do it again, so whatever leaked it is outside the tests' code. Put back, with
-    a warning naming the test that ran before, so that a run says where to look instead of
-    failing a test that did nothing wrong."""
+    asked for the session dataset in its worker: the README's Python example (run by
+    tests/test_readme.py) sets it, and nothing put it back. That test restores it now; this
+    check stays for the next such leak: put back, with a warning naming the test that ran
+    before, so that a run says where to look instead of failing a test that did nothing wrong."""
     root = os.environ.get("MINARI_DATASETS_PATH")
     if _SESSION_ROOT and root is not None:
         base = item.config._tmp_path_factory.getbasetemp()

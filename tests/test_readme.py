@@ -10,7 +10,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 
-def test_readme_flow_example():
+def test_readme_flow_example(monkeypatch, tmp_path):
+    # The example points MINARI_DATASETS_PATH at a directory of its own, as a notebook would;
+    # monkeypatch puts the session's value back afterwards. Without it the next test of this
+    # worker that made the session dataset found the example's umaze there and failed (CI,
+    # 2026-12-06).
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     text = README.read_text()
     parser = doctest.DocTestParser()
     test = parser.get_doctest(text, {}, "README.md", str(README), 0)
