@@ -42,6 +42,23 @@ def poison(monkeypatch, seeds, chunk_number, good=None):
     return calls
 
 
+def record_datasets(monkeypatch, seen):
+    """Makes the agent stage's training chunks store the dataset they train on in
+    seen["dataset"] (as numpy arrays)."""
+    real_make_train = agent.make_train
+
+    def recording_make_train(*args, **kwargs):
+        train_chunk = real_make_train(*args, **kwargs)
+
+        def chunk(states, flow_params, dataset, n):
+            seen["dataset"] = jax.tree_util.tree_map(np.asarray, dataset)
+            return train_chunk(states, flow_params, dataset, n)
+
+        return chunk
+
+    monkeypatch.setattr(stages.agent.agent, "make_train", recording_make_train)
+
+
 def test_a_seed_that_goes_non_finite_is_reported_and_the_others_go_on(loaded, tmp_path, monkeypatch):
     config = tiny_config()
     pretrained = stages.flow.load_or_pretrain(config, loaded, tmp_path / "flow", log=lambda _: None)
@@ -109,22 +126,13 @@ def test_agents_train_and_act_on_states_normalized_with_the_flows_statistics(loa
     mean, std = np.asarray(own.mean) + 1.0, 2.0 * np.asarray(own.std)
     pretrained = PretrainedFlow(decoder, decoder.params(1), jnp.asarray(mean), jnp.asarray(std), {})
     seen = {}
-    real_make_train, real_evaluate = agent.make_train, stages.agent.evaluation.evaluate_episodes
-
-    def recording_make_train(*args, **kwargs):
-        train_chunk = real_make_train(*args, **kwargs)
-
-        def chunk(states, flow_params, dataset, n):
-            seen["dataset"] = jax.tree_util.tree_map(np.asarray, dataset)
-            return train_chunk(states, flow_params, dataset, n)
-
-        return chunk
+    record_datasets(monkeypatch, seen)
+    real_evaluate = stages.agent.evaluation.evaluate_episodes
 
     def recording_evaluate(*args, **kwargs):
         seen["eval_stats"] = args[3]
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(stages.agent.agent, "make_train", recording_make_train)
     monkeypatch.setattr(stages.agent.evaluation, "evaluate_episodes", recording_evaluate)
     stages.agent.train_agent(config, loaded, pretrained, tmp_path, log=lambda _: None)
 
@@ -218,18 +226,7 @@ def test_with_n_step_targets_the_agents_train_on_the_n_step_dataset(loaded, tmp_
     config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, n_step=4))
     pretrained = stages.flow.no_flow(loaded)
     seen = {}
-    real_make_train = agent.make_train
-
-    def recording_make_train(*args, **kwargs):
-        train_chunk = real_make_train(*args, **kwargs)
-
-        def chunk(states, flow_params, dataset, n):
-            seen["dataset"] = jax.tree_util.tree_map(np.asarray, dataset)
-            return train_chunk(states, flow_params, dataset, n)
-
-        return chunk
-
-    monkeypatch.setattr(stages.agent.agent, "make_train", recording_make_train)
+    record_datasets(monkeypatch, seen)
     stages.agent.train_agent(config, loaded, pretrained, tmp_path, log=lambda _: None)
     stats = type(loaded.state_stats)(mean=pretrained.state_mean, std=pretrained.state_std)
     expected = n_step_transitions(normalized(loaded.transitions, stats), 4, 0.99)
