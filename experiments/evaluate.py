@@ -75,6 +75,7 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
     refs = results["dataset"]
     if config.uses_flow:
         pretrained = load_pretrained_flow(flow_dir)
+        check_flow(workdir, flow_dir, pretrained)
     else:  # the baselines act in action space: their "flow" is the identity, with the data's stats
         loaded = stages.dataset.prepare_dataset(config.env, generate_if_missing=False, log=print)
         pretrained = stages.flow.no_flow(loaded)
@@ -141,6 +142,24 @@ def evaluate_run(workdir: pathlib.Path, flow_dir: pathlib.Path) -> int:
         f"({per_member}; largest standard error of a seed's mean {stderr.max():.1f}); written to {out}"
     )
     return 0
+
+
+def check_flow(workdir: pathlib.Path, flow_dir: pathlib.Path, pretrained) -> None:
+    """UserError unless ``pretrained`` is the flow the run's checkpoints recorded (runs from
+    before the record are not checked): an actor decoded through another flow acts at random."""
+    from experiments import cli
+    from lfjax.stages.resume import flow_sha256, recorded_inputs
+
+    expected = (recorded_inputs(workdir) or {}).get("flow_sha256")
+    now = flow_sha256(pretrained)
+    if expected is not None and now != expected:
+        made = ", ".join(f"{k} {pretrained.info[k]}" for k in ("seed", "num_epochs") if k in pretrained.info)
+        raise cli.UserError(
+            f"the flow in {flow_dir} ({made}, sha256 {now[:12]}) is not the one the run in {workdir} "
+            f"trained through (sha256 {expected[:12]}): its actors act in that flow's latent space, "
+            "so their scores through another would mean nothing. Pass the --flow_dir that holds "
+            "the run's flow"
+        )
 
 
 if __name__ == "__main__":

@@ -224,12 +224,18 @@ def train(config, loaded, workdir: pathlib.Path, flow_dir: pathlib.Path, options
     # two runs in one result); on resume the run's own flow, checked, else None.
     pretrained = (stages.resume.check(workdir, loaded, flow_dir, config.uses_flow, log)
                   if options.resume else None)
+    # A --flow_dir of its own choosing may hold another run's flow: reused when made alike,
+    # never replaced (that run's agents act in its latent space); refused before config.json.
+    own_flow = flow_dir.absolute() == (workdir / "flow").absolute()
+    if pretrained is None and config.uses_flow and not own_flow:
+        stages.flow.check_not_other(config, loaded, flow_dir)
     if processes.is_leader():
         write_json(workdir / "config.json", config.to_dict())
     if pretrained is None and config.uses_flow:
         try:
             pretrained = stages.flow.load_or_pretrain(config, loaded, flow_dir, resume=options.resume,
-                                                      progress=progress, log=log, should_stop=stop.requested)
+                                                      replace=own_flow, progress=progress, log=log,
+                                                      should_stop=stop.requested)
         except PretrainingStopped as e:
             return cli.stopped(stop, f"after flow epoch {e.epochs_done} of {e.num_epochs}",
                                f"its progress is saved in {flow_dir / 'progress'}", "experiments.run")

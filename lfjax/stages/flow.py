@@ -6,7 +6,9 @@ identity decoder instead (`no_flow`).
 
 Readers of a flow directory share its lock and a writer holds it alone
 (`lfjax.checkpoints.locks`): no run reads a flow that another is replacing, and two processes
-never pretrain into one directory.
+never pretrain into one directory. A flow made otherwise is replaced only where the caller says
+the directory is its own (``replace``): a shared one may hold another run's flow, whose agents
+act in its latent space (`OtherFlowError`).
 """
 
 import dataclasses
@@ -27,8 +29,15 @@ from lfjax.checkpoints import (
 )
 from lfjax.configs import RunConfig
 from lfjax.stages.dataset import dataset_identity
+from lfjax.stages.resume import differences
 
 Log = Callable[[str], None]
+
+
+class OtherFlowError(CheckpointError):
+    """The flow directory holds a finished flow made from other data or with other settings,
+    and the caller did not let the stage replace it; the message names what differs and the
+    ways on."""
 
 
 def load_or_pretrain(
@@ -37,6 +46,7 @@ def load_or_pretrain(
     flow_dir: pathlib.Path,
     *,
     resume: bool = False,
+    replace: bool = True,
     progress: bool = False,
     log: Log = print,
     should_stop: Callable[[], bool] | None = None,
@@ -47,34 +57,51 @@ def load_or_pretrain(
     state statistics. Returns the flow, params with a leading seed axis [num_flows, ...].
 
     resume: continue an unfinished pretraining of this flow from its last epoch; without it,
-    finding one raises PartialFlowError. should_stop: asked after every epoch (its checkpoint
-    saved); True raises pretraining.PretrainingStopped, the progress kept for a resume. Raises DirectoryBusyError when another process
-    writes in flow_dir, and pretraining.FlowDivergedError (nothing saved) when a flow never
-    reaches a finite validation NLL.
+    finding one raises PartialFlowError. replace: a finished flow made otherwise in flow_dir is
+    replaced (the run's own directory); False raises OtherFlowError instead, before anything
+    is written (a directory shared between runs: another run's agents decode through it).
+    should_stop: asked after every epoch (its checkpoint saved); True raises
+    pretraining.PretrainingStopped, the progress kept for a resume. Raises DirectoryBusyError
+    when another process writes in flow_dir, and pretraining.FlowDivergedError (nothing saved)
+    when a flow never reaches a finite validation NLL.
     """
-    num_epochs = config.flow.num_epochs or loaded.spec.flow_epochs
-    wanted = {
-        "dataset": dataset_identity(loaded),
-        "flow_config": dataclasses.asdict(config.flow),
-        "num_epochs": num_epochs,
-        "seed": config.seed,
-    }
+    wanted = _wanted(config, loaded)
     with hold_directory(flow_dir, shared=True):
-        reused = _agreed_flow(flow_dir, wanted, config.num_flows, log)
+        reused = _agreed_flow(flow_dir, wanted, config.num_flows, replace, log)
     if reused is not None:
         return reused
     with hold_directory(flow_dir):
         # Again, alone now: another process may have saved this very flow in between.
-        reused = _agreed_flow(flow_dir, wanted, config.num_flows, log, say_why=False)
+        reused = _agreed_flow(flow_dir, wanted, config.num_flows, replace, log, say_why=False)
         if reused is not None:
             return reused
         return _pretrain_and_save(config, loaded, flow_dir, wanted, resume, progress, log, should_stop)
 
 
-def _agreed_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, log: Log,
+def check_not_other(config: RunConfig, loaded: data.LoadedDataset, flow_dir: pathlib.Path) -> None:
+    """OtherFlowError when flow_dir holds a finished flow made otherwise: what
+    ``load_or_pretrain(..., replace=False)`` raises, for a caller to ask before it writes
+    anything of its own. Reads flow_dir under its shared lock; writes nothing."""
+    with hold_directory(flow_dir, shared=True):
+        _agreed_flow(flow_dir, _wanted(config, loaded), config.num_flows, False, lambda _: None)
+
+
+def _wanted(config: RunConfig, loaded: data.LoadedDataset) -> dict:
+    """What a saved flow must have been made with to be reused (its flow.json records it)."""
+    return {
+        "dataset": dataset_identity(loaded),
+        "flow_config": dataclasses.asdict(config.flow),
+        "num_epochs": config.flow.num_epochs or loaded.spec.flow_epochs,
+        "seed": config.seed,
+    }
+
+
+def _agreed_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, replace: bool, log: Log,
                  say_why: bool = True) -> PretrainedFlow | None:
     """_reusable_flow, the same branch in every process of the job."""
-    reused = _reusable_flow(flow_dir, wanted, num_flows, log if say_why else lambda _: None)
+    reused = processes.together(
+        lambda: _reusable_flow(flow_dir, wanted, num_flows, replace, log if say_why else lambda _: None),
+        (OtherFlowError,))
     if reused is not None and not say_why:
         log(f"reusing the pretrained flow in {flow_dir}, saved meanwhile by another process")
     # Across processes all must take the same branch (each reads flow_dir for itself).
@@ -144,8 +171,10 @@ def no_flow(loaded: data.LoadedDataset) -> PretrainedFlow:
     return PretrainedFlow(decoder, decoder.params(1), stats.mean, stats.std, {})
 
 
-def _reusable_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, log: Log) -> PretrainedFlow | None:
-    """The flow saved in flow_dir when it was made with the wanted settings, else None."""
+def _reusable_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, replace: bool,
+                   log: Log) -> PretrainedFlow | None:
+    """The flow saved in flow_dir when it was made with the wanted settings, else None (to
+    pretrain anew there); OtherFlowError for a finished one made otherwise unless ``replace``."""
     if not (flow_dir / "flow.json").exists():
         return None
     try:
@@ -158,5 +187,14 @@ def _reusable_flow(flow_dir: pathlib.Path, wanted: dict, num_flows: int, log: Lo
         log(f"reusing the pretrained flow in {flow_dir} "
             f"(best validation NLL per seed: {[round(x, 4) for x in saved.info['best_val_nll']]})")
         return saved
+    if not replace:
+        made = {**{k: saved.info.get(k) for k in wanted}, "num_flows": saved.num_seeds}
+        changes = differences(made, {**wanted, "num_flows": num_flows})
+        raise OtherFlowError(
+            f"{flow_dir} holds a flow made otherwise ({'; '.join(changes[:4])}"
+            f"{'; ...' if len(changes) > 4 else ''}): it may be another run's, whose agents act in "
+            "its latent space, so it is not replaced. Pass the settings it was made with, another "
+            f"--flow_dir (or none: the run's own <workdir>/flow), or delete {flow_dir} to replace it"
+        )
     log(f"the flow in {flow_dir} was made with other settings; pretraining a new one")
     return None

@@ -128,7 +128,7 @@ def check_dataset(recorded: dict[str, Any], loaded: data.LoadedDataset, workdir:
             return
     elif as_json(recorded["dataset"]) == as_json(now):
         return
-    changes = _differences(recorded["dataset"], now) or ["same name and size, other transitions"]
+    changes = differences(recorded["dataset"], now) or ["same name and size, other transitions"]
     raise ChangedInputsError(
         f"--resume: the dataset {now['minari_id']} is not the one the run in {workdir} trained on "
         f"({'; '.join(changes[:3])}{'; ...' if len(changes) > 3 else ''}): its checkpoints hold "
@@ -186,14 +186,14 @@ def check_restored(recorded: dict[str, Any], now: dict[str, Any], workdir: pathl
         )
 
 
-def _differences(before: dict, now: dict, prefix: str = "") -> list[str]:
-    """'generation.seed 0 -> 7', ... for the leaves that differ: settings first, then what
+def differences(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """'generation.seed 0 -> 7', ... for the leaves of two JSON-like records that differ: settings first, then what
     follows from them (reference returns, versions), then the incidental (times)."""
     out = []
     for key in sorted(set(before) | set(now), key=str):
         a, b = before.get(key), now.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
+            out += differences(a, b, f"{prefix}{key}.")
         elif as_json(a) != as_json(b):
             out.append(f"{prefix}{key} {a} -> {b}")
     if prefix:

@@ -282,3 +282,33 @@ def test_evaluate_bad_input_is_one_clear_line(finished, minari_root, args, messa
 def test_evaluate_a_directory_without_a_run(minari_root, tmp_path):
     proc = evaluate([f"--workdir={tmp_path}"], minari_root)
     assert proc.returncode == 2 and "holds no experiments.run results" in proc.stderr
+
+
+def test_a_run_on_another_runs_flow_dir_with_another_seed_is_refused(finished, minari_root, tmp_path):
+    """--flow_dir naming a finished run's flow, with another --seed: that run's actors decode
+    through the flow there, so the new run stops before writing anything instead of replacing it."""
+    workdir, _ = finished
+    before = files(workdir / "flow")
+    proc = run([*TINY, "--seed=5", f"--workdir={tmp_path / 'second'}", f"--flow_dir={workdir / 'flow'}"],
+               minari_root)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"{workdir / 'flow'} holds a flow made otherwise (seed 3 -> 5)" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert files(workdir / "flow") == before
+    assert not (tmp_path / "second" / "config.json").exists()
+
+
+def test_evaluate_through_another_flow_is_refused(finished, minari_root, tmp_path):
+    """The same architecture, other numbers (state statistics): the actors would act at random
+    through it, so evaluate names both flows instead of printing scores."""
+    from lfjax.checkpoints import load_pretrained_flow, save_pretrained_flow
+
+    workdir, _ = finished
+    flow = load_pretrained_flow(workdir / "flow")
+    save_pretrained_flow(tmp_path / "flow", flow.flow, flow.params, flow.state_mean + 1.0, flow.state_std,
+                         flow.info)
+    proc = evaluate([f"--workdir={workdir}", "--episodes=1", f"--flow_dir={tmp_path / 'flow'}"], minari_root)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"the flow in {tmp_path / 'flow'} (seed 3, num_epochs 2" in proc.stderr
+    assert f"not the one the run in {workdir} trained through" in proc.stderr
+    assert not (workdir / "evaluations" / "step-300-1ep-sample-seed0.json").exists()

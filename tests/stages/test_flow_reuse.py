@@ -134,3 +134,45 @@ def test_pretraining_anew_replaces_the_saved_flow(saved, loaded, tmp_path):
     assert any(m.startswith(REUSED) for m in messages), messages
     for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(first.params)):
         np.testing.assert_array_equal(a, b)
+
+
+# What each mismatch names in the refusal (the differing setting, saved -> asked).
+NAMED = {
+    "fewer transitions": "dataset.num_transitions",
+    "data generated with another seed": "dataset.generation.seed",
+    "flow blocks": "flow_config.num_blocks 2 -> 3",
+    "epochs": "num_epochs 1 -> 2",
+    "the dataset's epochs": "num_epochs 1 -> 100",
+    "seed": "seed 0 -> 1",
+    "number of flows": "num_flows 1 -> 2",
+}
+
+
+@pytest.mark.parametrize("what", list(MISMATCHES))
+def test_a_shared_flow_made_otherwise_is_refused_not_replaced(saved, loaded, tmp_path, no_pretraining, what):
+    """replace=False (a --flow_dir shared between runs): another run's agents decode through
+    the flow there, so a run asking for other settings stops, naming them, and nothing changes."""
+    config, transform, edit, _ = MISMATCHES[what]
+    flow_dir = tmp_path / "flow"
+    shutil.copytree(saved[0], flow_dir)
+    if edit:
+        flow_json = flow_dir / "flow.json"
+        flow_json.write_text(json.dumps(edit(json.loads(flow_json.read_text()))))
+    before = {p.relative_to(flow_dir): p.read_bytes() for p in flow_dir.rglob("*") if p.is_file()}
+    dataset = transform(loaded) if transform else loaded
+    for ask in (lambda: stages.flow.check_not_other(config, dataset, flow_dir),
+                lambda: stages.flow.load_or_pretrain(config, dataset, flow_dir, replace=False,
+                                                     log=lambda m: pytest.fail(m))):
+        with pytest.raises(stages.flow.OtherFlowError) as raised:
+            ask()
+        assert f"{flow_dir} holds a flow made otherwise" in str(raised.value)
+        assert NAMED[what] in str(raised.value) and "delete" in str(raised.value)
+    assert not no_pretraining
+    assert {p.relative_to(flow_dir): p.read_bytes() for p in flow_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_shared_flow_made_alike_is_reused(saved, loaded, no_pretraining):
+    messages = []
+    stages.flow.check_not_other(tiny_config(), loaded, saved[0])
+    stages.flow.load_or_pretrain(tiny_config(), loaded, saved[0], replace=False, log=messages.append)
+    assert not no_pretraining and any(m.startswith(REUSED) for m in messages), messages
