@@ -187,8 +187,9 @@ def check_restored(recorded: dict[str, Any], now: dict[str, Any], workdir: pathl
 
 
 def differences(before: dict, now: dict, prefix: str = "") -> list[str]:
-    """'generation.seed 0 -> 7', ... for the leaves of two JSON-like records that differ: settings first, then what
-    follows from them (reference returns, versions), then the incidental (times)."""
+    """'generation.seed 0 -> 7', ... for the leaves of two JSON-like records that differ:
+    settings first, then what follows from them (reference returns, versions), then the
+    incidental (times)."""
     out = []
     for key in sorted(set(before) | set(now), key=str):
         a, b = before.get(key), now.get(key)
