@@ -100,18 +100,25 @@ MISMATCHES = {
 }
 
 
-@pytest.mark.parametrize("what", list(MISMATCHES))
-def test_a_flow_made_otherwise_is_not_reused(saved, loaded, tmp_path, no_pretraining, what):
-    config, transform, edit, asked = MISMATCHES[what]
+def mismatched(what, saved, loaded, tmp_path):
+    """(config, dataset, flow_dir) of MISMATCHES[what]: a copy of the saved flow in tmp_path,
+    its flow.json edited as the case says, and the config and dataset a run then asks with."""
+    config, transform, edit, _ = MISMATCHES[what]
     flow_dir = tmp_path / "flow"
     shutil.copytree(saved[0], flow_dir)
     if edit:
         flow_json = flow_dir / "flow.json"
         flow_json.write_text(json.dumps(edit(json.loads(flow_json.read_text()))))
+    return config, transform(loaded) if transform else loaded, flow_dir
+
+
+@pytest.mark.parametrize("what", list(MISMATCHES))
+def test_a_flow_made_otherwise_is_not_reused(saved, loaded, tmp_path, no_pretraining, what):
+    config, dataset, flow_dir = mismatched(what, saved, loaded, tmp_path)
+    asked = MISMATCHES[what][3]
     messages = []
     with pytest.raises(Pretrains):
-        stages.flow.load_or_pretrain(config, transform(loaded) if transform else loaded, flow_dir,
-                                     log=messages.append)
+        stages.flow.load_or_pretrain(config, dataset, flow_dir, log=messages.append)
     assert any(OTHER in m for m in messages) and not any(REUSED in m for m in messages), messages
     assert len(no_pretraining) == 1
     call = no_pretraining[0]
@@ -152,14 +159,8 @@ NAMED = {
 def test_a_shared_flow_made_otherwise_is_refused_not_replaced(saved, loaded, tmp_path, no_pretraining, what):
     """replace=False (a --flow_dir shared between runs): another run's agents decode through
     the flow there, so a run asking for other settings stops, naming them, and nothing changes."""
-    config, transform, edit, _ = MISMATCHES[what]
-    flow_dir = tmp_path / "flow"
-    shutil.copytree(saved[0], flow_dir)
-    if edit:
-        flow_json = flow_dir / "flow.json"
-        flow_json.write_text(json.dumps(edit(json.loads(flow_json.read_text()))))
+    config, dataset, flow_dir = mismatched(what, saved, loaded, tmp_path)
     before = {p.relative_to(flow_dir): p.read_bytes() for p in flow_dir.rglob("*") if p.is_file()}
-    dataset = transform(loaded) if transform else loaded
     for ask in (lambda: stages.flow.check_not_other(config, dataset, flow_dir),
                 lambda: stages.flow.load_or_pretrain(config, dataset, flow_dir, replace=False,
                                                      log=lambda m: pytest.fail(m))):
