@@ -16,21 +16,29 @@ import pytest
 # and lost the gain). A size limit turns on JAX's file lock around every read and write (the
 # `filelock` package, in the test extra); without it a process can read an entry another is
 # still writing, warn on stderr and compile anew. The lock's price is a scan of the whole cache
-# at every write, so the pytest processes themselves do not use the cache: their thousands of
-# small in-process programs (1,441 entries for tests/flows and tests/agent alone) made that
-# scan cost more than the cache saved, and one process compiles each program once anyway.
+# at every write, so the pytest processes themselves do not share that cache: their thousands of
+# small in-process programs (1,441 entries for tests/flows and tests/agent alone) made that scan
+# cost more than the cache saved. Each pytest process (each xdist worker) has a cache of its own
+# instead, in a directory no other process reads: no size limit, so no lock and no scan, and only
+# programs that took JAX's default 1 s to compile: the pretrainings and agent chunks that a test
+# file runs several times alike (tests/test_pretraining.py: 240 -> 168 s of CPU, tests/flows:
+# 101 -> 86 s; BUILD_NOTES.md, "CI under 25 minutes").
 # Set at import, before anything compiles; the process that creates the directory (the
-# controller under xdist) removes it at the end. A cached executable is the compiled one:
-# results are bit-identical.
+# controller under xdist) removes it, with every process's own, at the end. A cached executable
+# is the compiled one: results are bit-identical.
 _CACHE_ENV = "LFJAX_TESTS_JAX_CACHE"
 _OWN_CACHE = _CACHE_ENV not in os.environ
 if _OWN_CACHE:
     os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="lfjax-tests-jax-cache-")
-os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_CACHE_ENV]
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(os.environ[_CACHE_ENV], "subprocesses")
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 if importlib.util.find_spec("filelock") is not None:  # JAX refuses a size limit without it
     os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 << 30)  # bytes: never reached
-jax.config.update("jax_enable_compilation_cache", False)  # this process only, see above
+# This process only (the environment above is for the subprocesses):
+jax.config.update("jax_compilation_cache_dir",
+                  tempfile.mkdtemp(prefix=f"pytest-{os.getpid()}-", dir=os.environ[_CACHE_ENV]))
+jax.config.update("jax_compilation_cache_max_size", -1)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def pytest_unconfigure(config):
