@@ -57,7 +57,7 @@ def flow_made_with(flow_dir: pathlib.Path, config) -> bool:
         saved = read_json(flow_dir / "flow.json")
     except (OSError, CheckpointError):
         return False
-    return isinstance(saved, dict) and saved.get("flow_config") == as_json(dataclasses.asdict(config.flow))
+    return isinstance(saved, dict) and saved.get("flow_config") == as_json(config.flow.record())
 
 
 def main(argv) -> int:

@@ -11,11 +11,12 @@ import absl.logging  # noqa: F401  (defines --log_dir, taken over by define_trac
 from absl import flags
 
 # Flag name -> FlowTrainConfig field.
-FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flow_blocks": "num_blocks"}
+FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flow_blocks": "num_blocks",
+              "flow_saturation_noise": "saturation_noise"}
 # Overrides of AWACConfig fields and of RunConfig fields (define_overrides).
 # The critics' stability options (AWACConfig; off in the paper preset).
 STABILITY_FLAGS = ("critic_layer_norm", "num_critics", "td_target_clip", "tau_final", "tau_half_life",
-                   "n_step")
+                   "n_step", "latent_actor_loss")
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr", "actor_ema",
                *STABILITY_FLAGS)
 SCHEDULE_FLAGS = ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes")
@@ -28,6 +29,8 @@ def define() -> None:
     flags.DEFINE_integer("flow_epochs", None, "Flow-pretraining epochs (default: per dataset).")
     flags.DEFINE_integer("flow_batch_size", None, "Flow-pretraining batch size (paper: 1024).")
     flags.DEFINE_integer("flow_blocks", None, "Flow blocks (paper: 12).")
+    flags.DEFINE_float("flow_saturation_noise", None, "Spread the data's saturated action entries "
+                       "(|a| = 1) uniformly over [1 - d, 1] before pretraining the flow (paper: 0).")
     flags.DEFINE_bool("progress", True, "Show progress bars.")
     flags.DEFINE_bool("distributed", False, "Join a multi-process job (jax.distributed): every "
                       "host runs this same command; see README.md.")
@@ -62,6 +65,8 @@ def define_overrides() -> None:
     flags.DEFINE_float("tau_half_life", None, "Updates per halving of tau - tau_final.")
     flags.DEFINE_integer("n_step", None, "TD targets summing n rewards along the stored "
                          "trajectory before bootstrapping (paper: 1).")
+    flags.DEFINE_bool("latent_actor_loss", None, "The actor's weighted L1 regression in the flow's "
+                      "latent space, |z - encode(a)|, instead of through the decoder (paper: off).")
     flags.DEFINE_float("actor_ema", None, "Act with a Polyak average of the actor, this step per "
                        "update (training unchanged).")
 

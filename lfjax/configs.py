@@ -26,6 +26,12 @@ class FlowTrainConfig:
     validation_fraction: float = 0.1
     # Validation runs in chunks of this many rows to bound memory on large datasets.
     validation_chunk: int = 8192
+    # 0: the paper. d > 0: every saturated action entry (|a| = 1, ~30 % of maze2d's) is
+    # replaced once, before training, by sign(a) (1 - d u) with u ~ U(0, 1), so the flow learns
+    # a band of width d instead of a point mass it keeps sharpening. A point mass maps a
+    # region of latents onto one action, where the decoder's Jacobian, the only path of the
+    # paper's actor loss to the actor, is ~0 (BUILD_NOTES.md, "The stalled seed").
+    saturation_noise: float = 0.0
 
     @classmethod
     def quick(cls) -> "FlowTrainConfig":
@@ -34,6 +40,14 @@ class FlowTrainConfig:
         through it as through the 256-wide flow trained 7 epochs, at about a third of its
         cost; fewer blocks measurably stop the agent from learning."""
         return cls(hidden_dims=(128, 128), num_epochs=4)
+
+    def record(self) -> dict[str, Any]:
+        """The settings as flow.json records them; saturation_noise only when set, so that a
+        flow saved before the option existed is still recognised as made with these settings."""
+        settings = dataclasses.asdict(self)
+        if not self.saturation_noise:
+            del settings["saturation_noise"]
+        return settings
 
     def make_flow(self, action_dim: int, state_dim: int) -> ConditionalFlow:
         return make_flow(action_dim, state_dim, self.num_blocks, self.hidden_dims)
@@ -46,6 +60,8 @@ class FlowTrainConfig:
                 raise ValueError(f"flow config: {name} must be positive, got {getattr(self, name)}")
         if self.num_epochs is not None and self.num_epochs < 1:
             raise ValueError(f"flow config: num_epochs must be positive, got {self.num_epochs}")
+        if not 0.0 <= self.saturation_noise < 1.0:
+            raise ValueError(f"flow config: saturation_noise must be in [0, 1), got {self.saturation_noise}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(
                 f"flow config: validation_fraction must be in (0, 1), got {self.validation_fraction}"
@@ -90,6 +106,15 @@ class AWACConfig:
             is kept beside it and is the policy that acts (evaluation, experiments.evaluate);
             training is unchanged. Adam keeps moving a converged actor by about its learning
             rate per step, driven by minibatch noise; the average does not follow that walk.
+        latent_actor_loss: measure the actor's weighted L1 regression in latent space,
+            mean(w * |z - encode(a, s)|) with the data's action encoded by the frozen flow,
+            instead of the paper's mean(w * |decode(z, s) - a|) in action space. The
+            paper's loss reaches the actor only through the decoder's Jacobian, which is
+            near zero wherever the flow maps a region of latents onto a saturated action (the
+            spikes at ±1 that hold ~30 % of maze2d's action entries): an actor whose latent
+            drifts there stops moving whatever the advantages say. In latent space the
+            gradient does not pass through the flow. Identical to the paper's loss for the
+            action-space baselines (their decoder is the identity).
     """
 
     batch_size: int = 512
@@ -109,6 +134,7 @@ class AWACConfig:
     tau_half_life: float | None = None
     n_step: int = 1
     actor_ema: float | None = None
+    latent_actor_loss: bool = False
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -134,6 +160,14 @@ class AWACConfig:
                              "alone, e.g. for a grid over tau_final, decays nothing)")
         # A list would make the config unhashable, and jit needs it hashable.
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
+
+    def record(self) -> dict[str, Any]:
+        """The settings as config.json records them; latent_actor_loss only when set (runs
+        saved before the option existed then compare equal)."""
+        settings = dataclasses.asdict(self)
+        if not self.latent_actor_loss:
+            del settings["latent_actor_loss"]
+        return settings
 
     @classmethod
     def quick(cls) -> "AWACConfig":
@@ -283,7 +317,9 @@ class RunConfig:
             raise ValueError(f"--sweep: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As config.json records it. Options added after runs were saved appear only when set
+        (FlowTrainConfig.record, AWACConfig.record), so those runs still resume."""
+        return {**dataclasses.asdict(self), "flow": self.flow.record(), "agent": self.agent.record()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":

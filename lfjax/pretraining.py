@@ -64,6 +64,15 @@ def make_flow_data(
     return FlowData(actions, states, perm[num_val:], perm[:num_val])
 
 
+def spread_saturated(key: chex.PRNGKey, actions: jnp.ndarray, width: float) -> jnp.ndarray:
+    """actions [M, A] with every saturated entry (|a| >= 1 - 1e-4) moved to sign(a) (1 - width
+    u), u ~ U(0, 1): a band the flow can fit instead of a point mass (FlowTrainConfig.
+    saturation_noise). The other entries are returned unchanged."""
+    u = jax.random.uniform(key, actions.shape, actions.dtype)
+    saturated = jnp.abs(actions) >= 1.0 - 1e-4
+    return jnp.where(saturated, jnp.sign(actions) * (1.0 - width * u), actions)
+
+
 def make_optimizer(config: FlowTrainConfig) -> optax.GradientTransformation:
     """Global-norm clipping, then AdamW (the official code's torch AdamW settings)."""
     return optax.chain(
@@ -255,6 +264,9 @@ def pretrain(
         raise ValueError(f"num_epochs and num_seeds must be positive, got {num_epochs}, {num_seeds}")
     actions = jnp.asarray(actions, jnp.float32)
     states = jnp.asarray(states, jnp.float32)
+    if config.saturation_noise:
+        actions = spread_saturated(jax.random.fold_in(jax.random.PRNGKey(seed), 1), actions,
+                                   config.saturation_noise)
     flow = config.make_flow(actions.shape[-1], states.shape[-1])
     split_key, seeds_key = jax.random.split(jax.random.PRNGKey(seed))
     data = make_flow_data(split_key, actions, states, config.validation_fraction)

@@ -4,6 +4,8 @@ Each value is written out here as a literal from SPEC.md (sections 2-4), never r
 lfjax.configs: a changed default fails the test that names it.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,3 +81,17 @@ def test_flow_optimizer_clips_at_0_1_then_adamw_5e_4_wd_1e_4():
     # The test can tell a missing clip (or another norm) from the right one.
     unclipped = run(optax.adamw(5e-4, weight_decay=1e-4), grads)
     assert not np.allclose(ours[1]["w"], unclipped[1]["w"], rtol=1e-3)
+
+
+def test_options_added_later_are_recorded_only_when_set():
+    """A config.json written before latent_actor_loss and saturation_noise existed is still the
+    same run (so it resumes); set, they are recorded (so a run with them is another run)."""
+    config = PRESETS["quick"]("maze2d-umaze")
+    saved = config.to_dict()
+    assert "latent_actor_loss" not in saved["agent"] and "saturation_noise" not in saved["flow"]
+    assert RunConfig.from_dict(saved) == config
+    changed = dataclasses.replace(config, agent=dataclasses.replace(config.agent, latent_actor_loss=True),
+                                  flow=dataclasses.replace(config.flow, saturation_noise=0.1))
+    d = changed.to_dict()
+    assert d["agent"]["latent_actor_loss"] is True and d["flow"]["saturation_noise"] == 0.1
+    assert RunConfig.from_dict(d) == changed

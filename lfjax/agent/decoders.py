@@ -36,6 +36,10 @@ class IdentityDecoder:
         """latents [B, A] -> actions [B, A]: the same array."""
         return latents
 
+    def encode(self, params: Any, actions: jax.Array, states: jax.Array) -> jax.Array:
+        """actions [B, A] -> latents [B, A]: the same array."""
+        return actions
+
     def sample(self, params: Any, key: jax.Array, states: jax.Array) -> jax.Array:
         """Uniform actions in [-1, 1]^A for states [B, S]: the random policy."""
         return jax.random.uniform(key, (states.shape[0], self.action_dim), minval=-1.0, maxval=1.0)

@@ -34,6 +34,9 @@ class LatentDecoder(Protocol):
     def decode(self, params: Any, latents: jax.Array, states: jax.Array) -> jax.Array:
         """latents [B, L], normalized states [B, S] -> actions [B, A]."""
 
+    def encode(self, params: Any, actions: jax.Array, states: jax.Array) -> jax.Array:
+        """actions [B, A], normalized states [B, S] -> latents [B, L] (AWACConfig.latent_actor_loss)."""
+
 
 @flax.struct.dataclass
 class Hyperparams:
@@ -252,9 +255,14 @@ def make_update_step(
         v = jnp.min(critic.apply(critic_params, obs, pi_actions), axis=0)
         weights = losses.advantage_weights(q, v, hp.awac_lambda, hp.weight_clip)
 
+        if config.latent_actor_loss:  # the data's actions as latents: no gradient through the flow
+            data_latents = jax.lax.stop_gradient(flow.encode(flow_params, actions, obs))
+
         def actor_loss_fn(actor_params):
             mean, log_std = actor.apply(actor_params, obs)
             latents = sample_latents(mean, log_std, actor_key)
+            if config.latent_actor_loss:
+                return losses.actor_loss(weights, latents, data_latents)
             policy_actions = flow.decode(flow_params, latents, obs)
             return losses.actor_loss(weights, policy_actions, actions)
 

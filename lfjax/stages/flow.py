@@ -11,7 +11,6 @@ the directory is its own (``replace``): a shared one may hold another run's flow
 act in its latent space (`OtherFlowError`).
 """
 
-import dataclasses
 import pathlib
 from typing import Callable
 
@@ -90,7 +89,7 @@ def _wanted(config: RunConfig, loaded: data.LoadedDataset) -> dict:
     """What a saved flow must have been made with to be reused (its flow.json records it)."""
     return {
         "dataset": dataset_identity(loaded),
-        "flow_config": dataclasses.asdict(config.flow),
+        "flow_config": config.flow.record(),
         "num_epochs": config.flow.num_epochs or loaded.spec.flow_epochs,
         "seed": config.seed,
     }

@@ -13,6 +13,7 @@ from reference_update import reference_update_step
 
 from lfjax.agent import (
     AWACConfig,
+    TanhGaussianActor,
     TwinCritic,
     make_init,
     make_train,
@@ -20,6 +21,7 @@ from lfjax.agent import (
     stack_hyperparams,
 )
 from lfjax.agent.losses import td_target_bounds
+from lfjax.agent.networks import sample_latents
 from lfjax.agent.train import target_step_size
 from lfjax.configs import quick_preset
 from lfjax.flows import make_flow
@@ -260,3 +262,63 @@ def test_n_step_targets_bootstrap_with_each_rows_own_discount():
     q = TwinCritic((8, 8)).apply(state.critic_params, data.observations[idx], data.actions[idx])
     y = jnp.array([6.0, 3.0])[idx]
     np.testing.assert_allclose(metrics["critic_loss"], jnp.sum(jnp.mean((q - y) ** 2, axis=1)), rtol=1e-5)
+
+
+class SaturatedFlow:
+    """A decoder as flat as a flow's spike at a saturated action: decode(z) = clip(1e4 z, -1, 1)
+    has zero gradient wherever |z| > 1e-4; encode(a) = a / 1e4 inverts its steep middle."""
+
+    action_dim = latent_dim = 2
+
+    def decode(self, params, latents, states):
+        return jnp.clip(1e4 * latents, -1.0, 1.0)
+
+    def encode(self, params, actions, states):
+        return actions / 1e4
+
+
+def test_latent_actor_loss_regresses_latents_onto_the_encoded_data_actions():
+    """Through a saturated decoder the paper's actor loss gives the actor no gradient: Adam
+    leaves it where it is. With latent_actor_loss the loss is mean(w |z - encode(a)|) (every
+    weight at its clip of 0.5 here: lambda so large that exp((q - v) / lambda) ~ 1) and the
+    actor moves."""
+    config = AWACConfig(batch_size=8, hidden_dims=(8, 8), awac_lambda=1e6, weight_clip=0.5)
+    flow = SaturatedFlow()
+    data = random_transitions(jax.random.PRNGKey(0), 64)
+    state = make_init(config, flow, 3)(jax.random.PRNGKey(1))
+    key = jax.random.PRNGKey(2)
+    paper, _ = jax.jit(make_update_step(config, flow))(state, {}, data, key)
+    jax.tree.map(np.testing.assert_array_equal, paper.actor_params, state.actor_params)
+
+    latent = dataclasses.replace(config, latent_actor_loss=True)
+    new, metrics = jax.jit(make_update_step(latent, flow))(state, {}, data, key)
+    batch_key, _, actor_key = jax.random.split(key, 3)
+    idx = jax.random.randint(batch_key, (8,), 0, 64)
+    mean, log_std = TanhGaussianActor(2, (8, 8)).apply(state.actor_params, data.observations[idx])
+    z = sample_latents(mean, log_std, actor_key)
+    expected = 0.5 * jnp.mean(jnp.abs(z - data.actions[idx] / 1e4))
+    np.testing.assert_allclose(metrics["actor_loss"], expected, rtol=1e-6)
+    assert float(metrics["weight_mean"]) == 0.5
+    moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), new.actor_params, state.actor_params)
+    assert all(jax.tree.leaves(moved))
+    # The critics' step does not depend on the actor's loss.
+    jax.tree.map(np.testing.assert_array_equal, new.critic_params, paper.critic_params)
+
+
+def test_latent_actor_loss_is_the_papers_loss_in_action_space():
+    """For the action-space agent (awac: the identity decoder) latents are actions, so the
+    option changes nothing, to the bit."""
+    from lfjax.agent.decoders import IdentityDecoder
+
+    config = AWACConfig(batch_size=16, hidden_dims=(16, 16))
+    flow = IdentityDecoder(action_dim=2)
+    data = random_transitions(jax.random.PRNGKey(0), 64)
+    params = jax.tree.map(lambda x: x[0], flow.params())
+    a = b = make_init(config, flow, 3)(jax.random.PRNGKey(1))
+    plain = jax.jit(make_update_step(config, flow))
+    latent = jax.jit(make_update_step(dataclasses.replace(config, latent_actor_loss=True), flow))
+    for i in range(3):
+        a, metrics_a = plain(a, params, data, jax.random.PRNGKey(10 + i))
+        b, metrics_b = latent(b, params, data, jax.random.PRNGKey(10 + i))
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    np.testing.assert_array_equal(metrics_a["actor_loss"], metrics_b["actor_loss"])
