@@ -169,10 +169,15 @@ def check_workdir(workdir: pathlib.Path, config, resume: bool) -> None:
     diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     fixed = [k for k in diff if k not in RunConfig.RESUMABLE]
     if fixed:
+        from lfjax.stages.resume import differences
+
         may = ", ".join(f"--{k}" for k in RunConfig.RESUMABLE)
+        # The leaves, so that a preset changed since the run was made says which flag restores it.
+        leaves = differences({k: saved.get(k) for k in fixed}, {k: current.get(k) for k in fixed})
         raise UserError(
-            f"{workdir} holds a run with a different configuration (differs in: {', '.join(fixed)}); "
-            f"choose another --workdir, or rerun with the same flags (on --resume only {may} may change)"
+            f"{workdir} holds a run with a different configuration (differs in: {', '.join(fixed)}): "
+            f"{'; '.join(leaves)} (saved -> now); choose another --workdir, or rerun with the flags "
+            f"the run was made with (on --resume only {may} may change)"
         )
     was = ", ".join(f"--{k}={saved.get(k)}" for k in diff)
     if not resume:

@@ -225,6 +225,7 @@ def test_workdir_of_another_config_is_refused(finished, minari_root):
     before = files(workdir)
     proc = run([*_with(batch_size=32), f"--workdir={workdir}", "--resume"], minari_root)
     assert proc.returncode == 2 and "different configuration (differs in: agent)" in proc.stderr, proc.stderr
+    assert "agent.batch_size 64 -> 32 (saved -> now)" in proc.stderr, proc.stderr  # the flag to restore
     assert "on --resume only --num_updates, --eval_every, --eval_episodes, --final_eval_episodes may change" in proc.stderr
     proc = run([*TINY, f"--workdir={workdir}"], minari_root)
     assert proc.returncode == 2 and "already holds this run; pass --resume" in proc.stderr, proc.stderr
