@@ -52,6 +52,21 @@ def test_quick_preset_keeps_the_papers_flow_depth():
     assert flow.num_blocks == 12 and flow.hidden_dims == (128, 128) and flow.num_epochs == 4
 
 
+def test_quick_preset_per_maze_settings_reach_the_run_config():
+    # Chosen per maze (BUILD_NOTES.md): umaze's flow fits a band of 0.01 at the saturated
+    # actions; medium has 3-step targets and 25k updates; large has neither.
+    umaze, medium, large = (quick_preset(f"maze2d-{m}") for m in ("umaze", "medium", "large"))
+    assert umaze.flow.saturation_noise == 0.01 and umaze.agent.n_step == 1 and umaze.num_updates == 10_000
+    assert medium.flow.saturation_noise == 0.0 and medium.agent.n_step == 3 and medium.num_updates == 25_000
+    assert large.flow == FlowTrainConfig.quick() and large.agent == AWACConfig.quick()
+    assert large.num_updates == 10_000
+    # Everything else is shared: the flow's size and epochs, the agent's other settings.
+    assert dataclasses.replace(umaze.flow, saturation_noise=0.0) == large.flow
+    assert dataclasses.replace(medium.agent, n_step=1) == large.agent
+    # config.json / flow.json record the band, so a flow made without it is not reused.
+    assert umaze.to_dict()["flow"]["saturation_noise"] == 0.01
+
+
 def test_flow_optimizer_clips_at_0_1_then_adamw_5e_4_wd_1e_4():
     """make_optimizer's two steps equal optax's adamw(5e-4, weight_decay=1e-4) on gradients
     clipped to global norm 0.1 by hand. Adam's first step is scale-free, so the second step
@@ -86,7 +101,7 @@ def test_flow_optimizer_clips_at_0_1_then_adamw_5e_4_wd_1e_4():
 def test_options_added_later_are_recorded_only_when_set():
     """A config.json written before latent_actor_loss and saturation_noise existed is still the
     same run (so it resumes); set, they are recorded (so a run with them is another run)."""
-    config = PRESETS["quick"]("maze2d-umaze")
+    config = PRESETS["quick"]("maze2d-large")  # neither option set there
     saved = config.to_dict()
     assert "latent_actor_loss" not in saved["agent"] and "saturation_noise" not in saved["flow"]
     assert RunConfig.from_dict(saved) == config
