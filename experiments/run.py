@@ -39,8 +39,8 @@ def define_flags() -> None:
                       "an unfinished flow pretraining from its last epoch).")
     flags.DEFINE_multi_string("sweep", [], "A hyperparameter grid in the same program, repeatable: "
                               "--sweep=NAME=V1,V2,... over awac_lambda, tau, actor_lr, critic_lr, "
-                              "gamma, weight_clip, tau_final, tau_half_life; every combination "
-                              "times --num_seeds seeds.")
+                              "gamma, weight_clip, tau_final, tau_half_life, actor_q_weight; every "
+                              "combination times --num_seeds seeds.")
     shared_flags.define_overrides()  # --preset --num_updates --eval_every ... --critic_lr
     shared_flags.define_tracking()  # --log_dir --wandb --wandb_project
     shared_flags.define()  # --flow_epochs --flow_batch_size --flow_blocks --progress --distributed

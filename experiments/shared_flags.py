@@ -16,7 +16,7 @@ FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flo
 # Overrides of AWACConfig fields and of RunConfig fields (define_overrides).
 # The critics' stability options (AWACConfig; off in the paper preset).
 STABILITY_FLAGS = ("critic_layer_norm", "num_critics", "td_target_clip", "tau_final", "tau_half_life",
-                   "n_step", "latent_actor_loss")
+                   "n_step", "latent_actor_loss", "actor_q_weight")
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr", "actor_ema",
                *STABILITY_FLAGS)
 SCHEDULE_FLAGS = ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes")
@@ -67,6 +67,8 @@ def define_overrides() -> None:
                          "trajectory before bootstrapping (paper: 1).")
     flags.DEFINE_bool("latent_actor_loss", None, "The actor's weighted L1 regression in the flow's "
                       "latent space, |z - encode(a)|, instead of through the decoder (paper: off).")
+    flags.DEFINE_float("actor_q_weight", None, "Add -beta * mean Q(s, pi(s)) / mean|Q| to the "
+                       "actor's loss, this beta (paper: none).")
     flags.DEFINE_float("actor_ema", None, "Act with a Polyak average of the actor, this step per "
                        "update (training unchanged).")
 

@@ -117,6 +117,14 @@ class AWACConfig:
             gradient does not pass through the flow. Identical to the paper's loss for the
             action-space baselines (their decoder is the identity). On maze2d-umaze it learns
             the way to the goal sooner and not to stay there (BUILD_NOTES.md).
+        actor_q_weight: when set (beta), the actor's loss also climbs the critics: it adds
+            -beta * mean(Q(s, decode(z, s))) / mean|Q(s, decode(z, s))| (the minimum over the
+            critics; the denominator without gradient, TD3+BC's normalization, so beta is
+            unitless). The advantage-weighted L1 alone is a weighted median of the data's
+            actions, which follows their majority where the critics prefer a rare action (at
+            maze2d's goal the data mostly leaves, the critics prefer staying); the bounded
+            latent keeps the decoded action on the data's support either way. 0 or None:
+            the paper's loss (None leaves the term out of the program).
     """
 
     batch_size: int = 512
@@ -137,6 +145,7 @@ class AWACConfig:
     n_step: int = 1
     actor_ema: float | None = None
     latent_actor_loss: bool = False
+    actor_q_weight: float | None = None
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -155,6 +164,8 @@ class AWACConfig:
             raise ValueError(f"tau_half_life must be positive, got {self.tau_half_life}")
         if self.n_step < 1:
             raise ValueError(f"n_step must be positive, got {self.n_step}")
+        if self.actor_q_weight is not None and not self.actor_q_weight >= 0.0:
+            raise ValueError(f"actor_q_weight must be non-negative, got {self.actor_q_weight}")
         if self.actor_ema is not None and not 0.0 < self.actor_ema <= 1.0:
             raise ValueError(f"actor_ema must be in (0, 1], got {self.actor_ema}")
         if self.tau_final is not None and self.tau_half_life is None:
@@ -164,11 +175,13 @@ class AWACConfig:
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
 
     def record(self) -> dict[str, Any]:
-        """The settings as config.json records them; latent_actor_loss only when set (runs
-        saved before the option existed then compare equal)."""
+        """The settings as config.json records them; latent_actor_loss and actor_q_weight
+        only when set (runs saved before the options existed then compare equal)."""
         settings = dataclasses.asdict(self)
         if not self.latent_actor_loss:
             del settings["latent_actor_loss"]
+        if self.actor_q_weight is None:
+            del settings["actor_q_weight"]
         return settings
 
     @classmethod
@@ -194,7 +207,7 @@ class AWACConfig:
 # The AWACConfig fields that members of one jitted program may set each for itself: scalars that
 # change no shape (lfjax.agent carries them per member in its train state).
 SWEEPABLE = ("awac_lambda", "tau", "actor_lr", "critic_lr", "gamma", "weight_clip", "tau_final",
-             "tau_half_life")
+             "tau_half_life", "actor_q_weight")
 # Of those, the ones behaviour cloning uses (it has no critics and no advantage weights).
 SWEEPABLE_BC = ("actor_lr",)
 

@@ -82,3 +82,15 @@ def actor_loss(
     chex.assert_equal_shape([policy_actions, actions])
     chex.assert_equal_shape_prefix([weights, actions], 1)
     return jnp.mean(weights[:, None] * jnp.abs(policy_actions - actions))
+
+
+def actor_q_term(q_pi: jnp.ndarray) -> jnp.ndarray:
+    """-mean(Q) / mean|Q| with the denominator held constant: q_pi [B] -> scalar.
+
+    min Q(s, decode(z, s)) at the actor's own latents (AWACConfig.actor_q_weight); TD3+BC's
+    normalization, so that the term's gradient does not grow with the scale of the returns.
+    The floor of 1e-3 keeps it finite while untrained critics give Q ~ 0.
+    """
+    chex.assert_rank(q_pi, 1)
+    scale = jax.lax.stop_gradient(jnp.maximum(jnp.mean(jnp.abs(q_pi)), 1e-3))
+    return -jnp.mean(q_pi) / scale

@@ -43,7 +43,10 @@ class Hyperparams:
     """One member's scalar hyperparameters, float32 [] each ([N] for N members): the
     SWEEPABLE settings of AWACConfig, with the decay of tau as tau_final and a rate
     1 / tau_half_life (tau_final = tau and rate 0 when tau does not decay: the schedule then
-    gives tau itself, exactly, `target_step_size`)."""
+    gives tau itself, exactly, `target_step_size`).
+    actor_q_weight: None when no member sets AWACConfig.actor_q_weight: the update then has
+    no Q term in its actor loss (and checkpoints written before the option still match);
+    otherwise every member's weight, 0.0 for those that set none."""
 
     awac_lambda: jax.Array
     tau: jax.Array
@@ -53,25 +56,30 @@ class Hyperparams:
     weight_clip: jax.Array
     tau_final: jax.Array
     tau_decay_rate: jax.Array
+    actor_q_weight: jax.Array | None = None
 
 
-def _hparam_values(config: AWACConfig) -> dict[str, float]:
-    values = {k: getattr(config, k) for k in SWEEPABLE if k != "tau_half_life"}
+def _hparam_values(config: AWACConfig, with_q_weight: bool) -> dict[str, float]:
+    values = {k: getattr(config, k) for k in SWEEPABLE if k not in ("tau_half_life", "actor_q_weight")}
     if config.tau_final is None:  # no decay, whatever the half-life
         values.update(tau_final=config.tau, tau_decay_rate=0.0)
     else:
         values["tau_decay_rate"] = 1.0 / config.tau_half_life
+    if with_q_weight:
+        values["actor_q_weight"] = config.actor_q_weight or 0.0
     return values
 
 
 def hyperparams(config: AWACConfig) -> Hyperparams:
     """config's sweepable scalars as float32 arrays []."""
-    return Hyperparams(**{k: jnp.asarray(v, jnp.float32) for k, v in _hparam_values(config).items()})
+    values = _hparam_values(config, config.actor_q_weight is not None)
+    return Hyperparams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
 
 
 def stack_hyperparams(configs: list[AWACConfig]) -> Hyperparams:
     """One Hyperparams with a leading member axis [len(configs)]."""
-    values = [_hparam_values(c) for c in configs]
+    with_q_weight = any(c.actor_q_weight is not None for c in configs)
+    values = [_hparam_values(c, with_q_weight) for c in configs]
     return Hyperparams(**{k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]})
 
 
@@ -261,10 +269,17 @@ def make_update_step(
         def actor_loss_fn(actor_params):
             mean, log_std = actor.apply(actor_params, obs)
             latents = sample_latents(mean, log_std, actor_key)
-            if config.latent_actor_loss:
+            if config.latent_actor_loss and hp.actor_q_weight is None:
                 return losses.actor_loss(weights, latents, data_latents)
             policy_actions = flow.decode(flow_params, latents, obs)
-            return losses.actor_loss(weights, policy_actions, actions)
+            if config.latent_actor_loss:
+                loss = losses.actor_loss(weights, latents, data_latents)
+            else:
+                loss = losses.actor_loss(weights, policy_actions, actions)
+            if hp.actor_q_weight is not None:  # AWACConfig.actor_q_weight
+                q_pi = jnp.min(critic.apply(critic_params, obs, policy_actions), axis=0)
+                loss = loss + hp.actor_q_weight * losses.actor_q_term(q_pi)
+            return loss
 
         actor_loss, actor_grads = jax.value_and_grad(actor_loss_fn)(state.actor_params)
         actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)

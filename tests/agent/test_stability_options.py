@@ -15,12 +15,13 @@ from lfjax.agent import (
     AWACConfig,
     TanhGaussianActor,
     TwinCritic,
+    make_act,
     make_init,
     make_train,
     make_update_step,
     stack_hyperparams,
 )
-from lfjax.agent.losses import td_target_bounds
+from lfjax.agent.losses import actor_q_term, td_target_bounds
 from lfjax.agent.networks import sample_latents
 from lfjax.agent.train import target_step_size
 from lfjax.configs import quick_preset
@@ -322,3 +323,98 @@ def test_latent_actor_loss_is_the_papers_loss_in_action_space():
         b, metrics_b = latent(b, params, data, jax.random.PRNGKey(10 + i))
     jax.tree.map(np.testing.assert_array_equal, a, b)
     np.testing.assert_array_equal(metrics_a["actor_loss"], metrics_b["actor_loss"])
+
+
+def test_actor_q_term_is_minus_mean_q_over_a_constant_mean_abs_q():
+    q = jnp.array([2.0, -4.0])
+    np.testing.assert_allclose(actor_q_term(q), -(-1.0) / 3.0, rtol=1e-6)
+    # The denominator carries no gradient: d/dq_i = -1 / (B mean|q|) for every i.
+    np.testing.assert_allclose(jax.grad(actor_q_term)(q), [-1.0 / 6.0, -1.0 / 6.0], rtol=1e-6)
+    assert np.isfinite(actor_q_term(jnp.zeros(3)))  # untrained critics: Q ~ 0
+
+
+def test_actor_q_weight_adds_the_q_term_of_the_updated_critics_to_the_actor_loss():
+    """The actor's loss with actor_q_weight=beta is the paper's weighted L1 plus beta times
+    -mean Q / mean|Q|, Q the minimum of the critics just updated at the actor's own decoded
+    sample; with beta 0 the update is the paper's."""
+    config = AWACConfig(batch_size=16, hidden_dims=(16, 16))
+    flow = ScaleFlow(action_dim=2, latent_dim=2)
+    params = {"scale": jnp.asarray(0.7)}
+    data = random_transitions(jax.random.PRNGKey(0), 64)
+    key = jax.random.PRNGKey(2)
+    beta = 0.8
+    with_q = dataclasses.replace(config, actor_q_weight=beta)
+
+    def initial(cfg):
+        # Critics whose minimum takes both signs on the batch: with one sign only, the term
+        # would be -1 or +1 whichever critic parameters gave it.
+        state = make_init(cfg, flow, 3)(jax.random.PRNGKey(1))
+        shifted = jax.tree_util.tree_map_with_path(
+            lambda path, x: x + 0.25 if "Dense_2" in str(path) and "bias" in str(path) else x,
+            state.critic_params)
+        return state.replace(critic_params=shifted)
+
+    state = initial(config)
+    new, metrics = jax.jit(make_update_step(with_q, flow))(initial(with_q), params, data, key)
+
+    batch_key, sample_key, actor_key = jax.random.split(key, 3)
+    idx = jax.random.randint(batch_key, (16,), 0, 64)
+    obs, actions = data.observations[idx], data.actions[idx]
+    actor, critic = TanhGaussianActor(2, (16, 16)), TwinCritic((16, 16))
+    # The value baseline's sample, drawn as the update draws it (next states first).
+    mean, log_std = actor.apply(state.actor_params, jnp.concatenate([data.next_observations[idx], obs]))
+    pi_actions = 0.7 * sample_latents(mean, log_std, sample_key)[16:]
+    q = jnp.min(critic.apply(new.critic_params, obs, actions), axis=0)
+    v = jnp.min(critic.apply(new.critic_params, obs, pi_actions), axis=0)
+    w = jnp.minimum(jnp.exp((q - v) / config.awac_lambda), config.weight_clip)
+    mean, log_std = actor.apply(state.actor_params, obs)
+    policy_actions = 0.7 * sample_latents(mean, log_std, actor_key)
+    q_pi = jnp.min(critic.apply(new.critic_params, obs, policy_actions), axis=0)
+    assert np.any(q_pi > 0) and np.any(q_pi < 0), q_pi
+    paper_loss = jnp.mean(w[:, None] * jnp.abs(policy_actions - actions))
+    expected = paper_loss - beta * jnp.mean(q_pi) / jnp.mean(jnp.abs(q_pi))
+    np.testing.assert_allclose(metrics["actor_loss"], expected, rtol=1e-5)
+
+    paper, paper_metrics = jax.jit(make_update_step(config, flow))(state, params, data, key)
+    np.testing.assert_allclose(paper_metrics["actor_loss"], paper_loss, rtol=1e-5)
+    zero = dataclasses.replace(config, actor_q_weight=0.0)
+    new_zero, _ = jax.jit(make_update_step(zero, flow))(initial(zero), params, data, key)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8),
+                 new_zero.actor_params, paper.actor_params)
+
+
+def test_actor_q_weight_leaves_the_datas_majority_where_the_critic_disagrees():
+    """A one-step bandit, reward = a: 90 % of the data's actions are -0.5, 10 % are +0.5. With
+    weights ~ 1 (lambda huge) the weighted L1 is the data's median, -0.5, whatever the critic
+    says; the Q term moves the policy up the critic's slope, above +0.3."""
+    from lfjax.agent.decoders import IdentityDecoder
+
+    n = 1000
+    k = jax.random.split(jax.random.PRNGKey(0), 2)
+    actions = jnp.where(jnp.arange(n) % 10 == 0, 0.5, -0.5)[:, None]
+    data = Transitions(observations=jax.random.normal(k[0], (n, 2)), actions=actions,
+                       rewards=actions[:, 0], next_observations=jax.random.normal(k[1], (n, 2)),
+                       terminals=jnp.ones(n))
+    decoder = IdentityDecoder(action_dim=1)
+    config = AWACConfig(batch_size=128, hidden_dims=(32, 32), actor_lr=1e-3, critic_lr=1e-3,
+                        awac_lambda=1e3)
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)  # two seeds
+    observations = jax.random.normal(jax.random.PRNGKey(3), (64, 2))
+    for beta, check in ((None, lambda a: a < -0.3), (1.0, lambda a: a > 0.3)):
+        cfg = dataclasses.replace(config, actor_q_weight=beta)
+        states = jax.vmap(make_init(cfg, decoder, 2))(keys)
+        states, metrics = make_train(cfg, decoder)(states, decoder.params(2), data, 400)
+        assert np.all(metrics["finite"])
+        act = make_act(cfg, decoder, deterministic=True)
+        for i in range(2):
+            a = act(jax.tree.map(lambda x: x[i], states.actor_params), {}, observations, None)
+            assert check(float(jnp.median(a))), (beta, i, float(jnp.median(a)))
+
+
+def test_a_grid_over_actor_q_weight_gives_every_member_its_weight():
+    hp = stack_hyperparams([AWACConfig(), AWACConfig(actor_q_weight=0.5)])
+    np.testing.assert_array_equal(hp.actor_q_weight, np.float32([0.0, 0.5]))
+    # Without the option the hyperparameters have no such leaf (old checkpoints still match).
+    assert stack_hyperparams([AWACConfig()]).actor_q_weight is None
+    with pytest.raises(ValueError, match="actor_q_weight must be non-negative"):
+        AWACConfig(actor_q_weight=-1.0)
