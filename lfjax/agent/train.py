@@ -43,10 +43,8 @@ class Hyperparams:
     """One member's scalar hyperparameters, float32 [] each ([N] for N members): the
     SWEEPABLE settings of AWACConfig, with the decay of tau as tau_final and a rate
     1 / tau_half_life (tau_final = tau and rate 0 when tau does not decay: the schedule then
-    gives tau itself, exactly, `target_step_size`).
-    actor_q_weight: None when no member sets AWACConfig.actor_q_weight: the update then has
-    no Q term in its actor loss (and checkpoints written before the option still match);
-    otherwise every member's weight, 0.0 for those that set none."""
+    gives tau itself, exactly, `target_step_size`). When a member sets
+    AWACConfig.actor_q_weight, `WithQWeight` carries it as well."""
 
     awac_lambda: jax.Array
     tau: jax.Array
@@ -56,7 +54,17 @@ class Hyperparams:
     weight_clip: jax.Array
     tau_final: jax.Array
     tau_decay_rate: jax.Array
-    actor_q_weight: jax.Array | None = None
+
+
+@flax.struct.dataclass
+class WithQWeight(Hyperparams):
+    """Hyperparams with every member's AWACConfig.actor_q_weight (0.0 for a member that sets
+    none), used when some member sets one: the update's actor loss then has the Q term. A
+    subclass rather than an optional field, so that without the option the pytree, and with
+    it every checkpoint, is the one written before it existed (orbax restores a None field of
+    the target against an old checkpoint as a missing entry, and refuses)."""
+
+    actor_q_weight: jax.Array
 
 
 def _hparam_values(config: AWACConfig, with_q_weight: bool) -> dict[str, float]:
@@ -72,15 +80,18 @@ def _hparam_values(config: AWACConfig, with_q_weight: bool) -> dict[str, float]:
 
 def hyperparams(config: AWACConfig) -> Hyperparams:
     """config's sweepable scalars as float32 arrays []."""
-    values = _hparam_values(config, config.actor_q_weight is not None)
-    return Hyperparams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+    with_q_weight = config.actor_q_weight is not None
+    values = _hparam_values(config, with_q_weight)
+    cls = WithQWeight if with_q_weight else Hyperparams
+    return cls(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
 
 
 def stack_hyperparams(configs: list[AWACConfig]) -> Hyperparams:
     """One Hyperparams with a leading member axis [len(configs)]."""
     with_q_weight = any(c.actor_q_weight is not None for c in configs)
     values = [_hparam_values(c, with_q_weight) for c in configs]
-    return Hyperparams(**{k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]})
+    cls = WithQWeight if with_q_weight else Hyperparams
+    return cls(**{k: jnp.asarray([v[k] for v in values], jnp.float32) for k in values[0]})
 
 
 def target_step_size(hp: Hyperparams, step: jax.Array) -> jax.Array:
@@ -269,14 +280,15 @@ def make_update_step(
         def actor_loss_fn(actor_params):
             mean, log_std = actor.apply(actor_params, obs)
             latents = sample_latents(mean, log_std, actor_key)
-            if config.latent_actor_loss and hp.actor_q_weight is None:
+            q_weighted = isinstance(hp, WithQWeight)  # AWACConfig.actor_q_weight
+            if config.latent_actor_loss and not q_weighted:
                 return losses.actor_loss(weights, latents, data_latents)
             policy_actions = flow.decode(flow_params, latents, obs)
             if config.latent_actor_loss:
                 loss = losses.actor_loss(weights, latents, data_latents)
             else:
                 loss = losses.actor_loss(weights, policy_actions, actions)
-            if hp.actor_q_weight is not None:  # AWACConfig.actor_q_weight
+            if q_weighted:
                 q_pi = jnp.min(critic.apply(critic_params, obs, policy_actions), axis=0)
                 loss = loss + hp.actor_q_weight * losses.actor_q_term(q_pi)
             return loss
