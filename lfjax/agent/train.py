@@ -277,13 +277,13 @@ def make_update_step(
         if config.latent_actor_loss:  # the data's actions as latents: no gradient through the flow
             data_latents = jax.lax.stop_gradient(flow.encode(flow_params, actions, obs))
 
+        q_weighted = isinstance(hp, WithQWeight)  # AWACConfig.actor_q_weight
+
         def actor_loss_fn(actor_params):
             mean, log_std = actor.apply(actor_params, obs)
             latents = sample_latents(mean, log_std, actor_key)
-            q_weighted = isinstance(hp, WithQWeight)  # AWACConfig.actor_q_weight
-            if config.latent_actor_loss and not q_weighted:
-                return losses.actor_loss(weights, latents, data_latents)
-            policy_actions = flow.decode(flow_params, latents, obs)
+            if q_weighted or not config.latent_actor_loss:
+                policy_actions = flow.decode(flow_params, latents, obs)
             if config.latent_actor_loss:
                 loss = losses.actor_loss(weights, latents, data_latents)
             else:
