@@ -414,8 +414,8 @@ def test_actor_q_weight_leaves_the_datas_majority_where_the_critic_disagrees():
 def test_a_grid_over_actor_q_weight_gives_every_member_its_weight():
     hp = stack_hyperparams([AWACConfig(), AWACConfig(actor_q_weight=0.5)])
     np.testing.assert_array_equal(hp.actor_q_weight, np.float32([0.0, 0.5]))
-    # Without the option the hyperparameters are the class without the field (old
-    # checkpoints still restore: tests/checkpoints).
+    # Without the option the hyperparameters are the class without the field (so old
+    # checkpoints still restore: the test below).
     assert not hasattr(stack_hyperparams([AWACConfig()]), "actor_q_weight")
     with pytest.raises(ValueError, match="actor_q_weight must be non-negative"):
         AWACConfig(actor_q_weight=-1.0)
