@@ -80,10 +80,7 @@ def _hparam_values(config: AWACConfig, with_q_weight: bool) -> dict[str, float]:
 
 def hyperparams(config: AWACConfig) -> Hyperparams:
     """config's sweepable scalars as float32 arrays []."""
-    with_q_weight = config.actor_q_weight is not None
-    values = _hparam_values(config, with_q_weight)
-    cls = WithQWeight if with_q_weight else Hyperparams
-    return cls(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+    return jax.tree.map(lambda x: x[0], stack_hyperparams([config]))
 
 
 def stack_hyperparams(configs: list[AWACConfig]) -> Hyperparams:
