@@ -16,7 +16,7 @@ FLOW_FLAGS = {"flow_epochs": "num_epochs", "flow_batch_size": "batch_size", "flo
 # Overrides of AWACConfig fields and of RunConfig fields (define_overrides).
 # The critics' stability options (AWACConfig; off in the paper preset).
 STABILITY_FLAGS = ("critic_layer_norm", "num_critics", "td_target_clip", "tau_final", "tau_half_life",
-                   "n_step", "latent_actor_loss", "actor_q_weight")
+                   "n_step", "latent_actor_loss", "actor_q_weight", "actor_regression")
 AGENT_FLAGS = ("batch_size", "awac_lambda", "tau", "actor_lr", "critic_lr", "actor_ema",
                *STABILITY_FLAGS)
 SCHEDULE_FLAGS = ("num_updates", "eval_every", "eval_episodes", "final_eval_episodes")
@@ -69,6 +69,9 @@ def define_overrides() -> None:
                       "latent space, |z - encode(a)|, instead of through the decoder (paper: off).")
     flags.DEFINE_float("actor_q_weight", None, "Add -beta * mean Q(s, pi(s)) / mean|Q| to the "
                        "actor's loss, this beta (paper: none).")
+    flags.DEFINE_enum("actor_regression", None, ["l1", "l2"], "The actor's advantage-weighted "
+                      "regression onto the data's actions: l1 (paper), or l2 (squared error: the "
+                      "weighted mean instead of the weighted median).")
     flags.DEFINE_float("actor_ema", None, "Act with a Polyak average of the actor, this step per "
                        "update (training unchanged).")
 

@@ -125,6 +125,14 @@ class AWACConfig:
             maze2d's goal the data mostly leaves, the critics prefer staying); the bounded
             latent keeps the decoded action on the data's support either way. 0 or None:
             the paper's loss (None leaves the term out of the program).
+        actor_regression: "l1" (the paper's) or "l2": the actor's advantage-weighted
+            regression onto the data's actions with the error squared, mean(w * (decode(z, s)
+            - a)^2). At one state the L1 is minimized by the weighted median of the data's
+            actions, which stays with their majority until the rarer actions' weights outgrow
+            it, and (a third of maze2d's action entries being exactly +-1) is mostly a
+            saturated action; the L2 by their weighted mean, which moves by every weight
+            (CORL's AWAC, a Gaussian's log-likelihood, is such a weighted L2). Applies in latent
+            space too with latent_actor_loss.
     """
 
     batch_size: int = 512
@@ -146,6 +154,7 @@ class AWACConfig:
     actor_ema: float | None = None
     latent_actor_loss: bool = False
     actor_q_weight: float | None = None
+    actor_regression: str = "l1"
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -166,6 +175,9 @@ class AWACConfig:
             raise ValueError(f"n_step must be positive, got {self.n_step}")
         if self.actor_q_weight is not None and not self.actor_q_weight >= 0.0:
             raise ValueError(f"actor_q_weight must be non-negative, got {self.actor_q_weight}")
+        if self.actor_regression not in ("l1", "l2"):
+            raise ValueError(f"actor_regression must be 'l1' (the paper's) or 'l2', got "
+                             f"{self.actor_regression!r}")
         if self.actor_ema is not None and not 0.0 < self.actor_ema <= 1.0:
             raise ValueError(f"actor_ema must be in (0, 1], got {self.actor_ema}")
         if self.tau_final is not None and self.tau_half_life is None:
@@ -175,11 +187,14 @@ class AWACConfig:
         object.__setattr__(self, "hidden_dims", tuple(self.hidden_dims))
 
     def record(self) -> dict[str, Any]:
-        """The settings as config.json records them; latent_actor_loss and actor_q_weight
-        only when set (runs saved before the options existed then compare equal)."""
+        """The settings as config.json records them; latent_actor_loss, actor_q_weight and
+        actor_regression only when set (runs saved before the options existed then compare
+        equal)."""
         settings = dataclasses.asdict(self)
         if not self.latent_actor_loss:
             del settings["latent_actor_loss"]
+        if self.actor_regression == "l1":
+            del settings["actor_regression"]
         if self.actor_q_weight is None:
             del settings["actor_q_weight"]
         return settings

@@ -99,18 +99,19 @@ def test_flow_optimizer_clips_at_0_1_then_adamw_5e_4_wd_1e_4():
 
 
 def test_options_added_later_are_recorded_only_when_set():
-    """A config.json written before latent_actor_loss, actor_q_weight and saturation_noise
-    existed is still the same run (so it resumes); set, they are recorded (so a run with them
+    """A config.json written before latent_actor_loss, actor_q_weight, actor_regression and
+    saturation_noise existed is still the same run (so it resumes); set, they are recorded (so a run with them
     is another run)."""
     config = PRESETS["quick"]("maze2d-large")  # none of the options set there
     saved = config.to_dict()
     assert "latent_actor_loss" not in saved["agent"] and "saturation_noise" not in saved["flow"]
-    assert "actor_q_weight" not in saved["agent"]
+    assert "actor_q_weight" not in saved["agent"] and "actor_regression" not in saved["agent"]
     assert RunConfig.from_dict(saved) == config
-    agent = dataclasses.replace(config.agent, latent_actor_loss=True, actor_q_weight=0.0)
+    agent = dataclasses.replace(config.agent, latent_actor_loss=True, actor_q_weight=0.0,
+                                actor_regression="l2")
     changed = dataclasses.replace(config, agent=agent,
                                   flow=dataclasses.replace(config.flow, saturation_noise=0.1))
     d = changed.to_dict()
     assert d["agent"]["latent_actor_loss"] is True and d["flow"]["saturation_noise"] == 0.1
-    assert d["agent"]["actor_q_weight"] == 0.0
+    assert d["agent"]["actor_q_weight"] == 0.0 and d["agent"]["actor_regression"] == "l2"
     assert RunConfig.from_dict(d) == changed

@@ -71,17 +71,27 @@ def actor_loss(
     weights: jnp.ndarray,
     policy_actions: jnp.ndarray,
     actions: jnp.ndarray,
+    regression: str = "l1",
 ) -> jnp.ndarray:
     """mean(w * |decode(z, s) - a|): weights [B], policy_actions and actions [B, A] -> scalar.
 
     An L1 regression in action space, weighted by the advantage. The mean runs over batch and
     action dimensions together, as torch's l1_loss(reduction='none') times w[:, None] then
     .mean() does; `policy_actions` carry the gradient back through the frozen decoder.
+    regression="l2" squares the error instead (AWACConfig.actor_regression): at one state
+    the L1 pulls toward the weighted median of the data's actions, the L2 toward their
+    weighted mean.
     """
     chex.assert_rank([weights, policy_actions, actions], [1, 2, 2])
     chex.assert_equal_shape([policy_actions, actions])
     chex.assert_equal_shape_prefix([weights, actions], 1)
-    return jnp.mean(weights[:, None] * jnp.abs(policy_actions - actions))
+    if regression == "l1":
+        error = jnp.abs(policy_actions - actions)
+    elif regression == "l2":
+        error = jnp.square(policy_actions - actions)
+    else:
+        raise ValueError(f"unknown actor regression {regression!r}; choose l1 or l2")
+    return jnp.mean(weights[:, None] * error)
 
 
 def actor_q_term(q_pi: jnp.ndarray) -> jnp.ndarray:

@@ -282,9 +282,9 @@ def make_update_step(
             if q_weighted or not config.latent_actor_loss:
                 policy_actions = flow.decode(flow_params, latents, obs)
             if config.latent_actor_loss:
-                loss = losses.actor_loss(weights, latents, data_latents)
+                loss = losses.actor_loss(weights, latents, data_latents, config.actor_regression)
             else:
-                loss = losses.actor_loss(weights, policy_actions, actions)
+                loss = losses.actor_loss(weights, policy_actions, actions, config.actor_regression)
             if q_weighted:
                 q_pi = jnp.min(critic.apply(critic_params, obs, policy_actions), axis=0)
                 loss = loss + hp.actor_q_weight * losses.actor_q_term(q_pi)

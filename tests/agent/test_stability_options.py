@@ -21,7 +21,7 @@ from lfjax.agent import (
     make_update_step,
     stack_hyperparams,
 )
-from lfjax.agent.losses import actor_q_term, td_target_bounds
+from lfjax.agent.losses import actor_loss, actor_q_term, td_target_bounds
 from lfjax.agent.networks import sample_latents
 from lfjax.agent.train import target_step_size
 from lfjax.configs import quick_preset
@@ -409,6 +409,50 @@ def test_actor_q_weight_leaves_the_datas_majority_where_the_critic_disagrees():
         for i in range(2):
             a = act(jax.tree.map(lambda x: x[i], states.actor_params), {}, observations, None)
             assert check(float(jnp.median(a))), (beta, i, float(jnp.median(a)))
+
+
+def test_actor_regression_l2_squares_the_weighted_error():
+    w = jnp.array([1.0, 3.0])
+    pi, a = jnp.array([[0.5, -1.0], [0.0, 0.2]]), jnp.array([[0.0, 1.0], [1.0, 0.2]])
+    # mean over batch and action entries: (1 * (0.25 + 4) + 3 * (1 + 0)) / 4
+    np.testing.assert_allclose(actor_loss(w, pi, a, "l2"), (4.25 + 3.0) / 4, rtol=1e-6)
+    np.testing.assert_allclose(actor_loss(w, pi, a), (1 * 2.5 + 3 * 1.0) / 4, rtol=1e-6)
+    with pytest.raises(ValueError, match="l1 or l2"):
+        actor_loss(w, pi, a, "huber")
+    with pytest.raises(ValueError, match="actor_regression must be 'l1'"):
+        AWACConfig(actor_regression="L2")
+
+
+def test_actor_regression_l2_is_the_weighted_mean_where_l1_is_the_weighted_median():
+    """A one-step bandit, reward = a: 90 % of the data's actions are -0.5, 10 % +0.5, and
+    lambda = 1, so the rare rows weigh e^1 = 2.7 times the common ones (the weights' ratio
+    e^((q_i - q_j) / lambda) does not depend on the baseline v). Their weighted median stays at
+    -0.5 (0.27 < 0.9), which the paper's L1 finds; the weighted mean is
+    (0.9 (-0.5) + 0.1 e (0.5)) / (0.9 + 0.1 e) = -0.27, which the L2 finds."""
+    from lfjax.agent.decoders import IdentityDecoder
+
+    n = 1000
+    k = jax.random.split(jax.random.PRNGKey(0), 2)
+    actions = jnp.where(jnp.arange(n) % 10 == 0, 0.5, -0.5)[:, None]
+    data = Transitions(observations=jax.random.normal(k[0], (n, 2)), actions=actions,
+                       rewards=actions[:, 0], next_observations=jax.random.normal(k[1], (n, 2)),
+                       terminals=jnp.ones(n))
+    decoder = IdentityDecoder(action_dim=1)
+    config = AWACConfig(batch_size=256, hidden_dims=(32, 32), actor_lr=1e-3, critic_lr=1e-3,
+                        awac_lambda=1.0)
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)  # two seeds
+    observations = jax.random.normal(jax.random.PRNGKey(3), (64, 2))
+    e = np.e
+    weighted_mean = (0.9 * -0.5 + 0.1 * e * 0.5) / (0.9 + 0.1 * e)
+    for regression, target in (("l1", -0.5), ("l2", weighted_mean)):
+        cfg = dataclasses.replace(config, actor_regression=regression)
+        states = jax.vmap(make_init(cfg, decoder, 2))(keys)
+        states, metrics = make_train(cfg, decoder)(states, decoder.params(2), data, 1500)
+        assert np.all(metrics["finite"])
+        act = make_act(cfg, decoder, deterministic=True)
+        for i in range(2):
+            a = act(jax.tree.map(lambda x: x[i], states.actor_params), {}, observations, None)
+            assert abs(float(jnp.median(a)) - target) < 0.08, (regression, i, float(jnp.median(a)))
 
 
 def test_a_grid_over_actor_q_weight_gives_every_member_its_weight():
