@@ -390,14 +390,16 @@ def paper_preset(env: str) -> RunConfig:
 # maze2d-umaze: the flow fits a band of 0.01 at the saturated actions instead of point masses.
 # Chosen on seeds 0-4 with a flow per seed (the spread a user meets across base seeds): 63.4
 # against 48.5 at 10k, worst seed 33.7 against 5.6 (BUILD_NOTES.md, "A flow per seed while
-# choosing").
+# choosing"). And the actor's squared error (actor_regression="l2"): on the same seeds and
+# flows it tied at 10k (64.2 against 63.4) and held 4x as long (62.9 against 39.9 at 40k;
+# BUILD_NOTES.md, "Five critics with 3-step targets, and a squared actor error").
 # maze2d-medium: its goal is 4-8 cells from most starts; one-step targets carried its sparse
 # reward nowhere in 10k-20k updates (-4.2 at 10k on seeds 100-102, 1.7 at 20k on seeds 0-2),
 # 3-step targets reached 32.2 at 25k and 22.9 at 30k on seeds 0-2 (BUILD_NOTES.md, "maze2d-medium
 # with 3-step targets"); 30k updates took 33 minutes from an empty dataset directory on a 2-core
 # CPU, 25k fit its 30.
 QUICK_PER_ENV: dict[str, dict[str, Any]] = {
-    "maze2d-umaze": {"flow": {"saturation_noise": 0.01}},
+    "maze2d-umaze": {"flow": {"saturation_noise": 0.01}, "agent": {"actor_regression": "l2"}},
     "maze2d-medium": {"num_updates": 25_000, "eval_every": 5_000, "agent": {"n_step": 3}},
 }
 

@@ -54,9 +54,12 @@ def test_quick_preset_keeps_the_papers_flow_depth():
 
 def test_quick_preset_per_maze_settings_reach_the_run_config():
     # Chosen per maze (BUILD_NOTES.md): umaze's flow fits a band of 0.01 at the saturated
-    # actions; medium has 3-step targets and 25k updates; large has neither.
+    # actions and its actor regresses with a squared error; medium has 3-step targets and 25k
+    # updates; large has none of them.
     umaze, medium, large = (quick_preset(f"maze2d-{m}") for m in ("umaze", "medium", "large"))
     assert umaze.flow.saturation_noise == 0.01 and umaze.agent.n_step == 1 and umaze.num_updates == 10_000
+    assert umaze.agent.actor_regression == "l2" and medium.agent.actor_regression == "l1"
+    assert dataclasses.replace(umaze.agent, actor_regression="l1") == large.agent
     assert medium.flow.saturation_noise == 0.0 and medium.agent.n_step == 3 and medium.num_updates == 25_000
     assert large.flow == FlowTrainConfig.quick() and large.agent == AWACConfig.quick()
     assert large.num_updates == 10_000

@@ -43,7 +43,8 @@ def test_with_every_option_off_the_update_is_the_papers_to_the_bit(preset):
         config = AWACConfig()
     else:  # the quick preset's rates with its stability options turned off
         config = dataclasses.replace(quick_preset("maze2d-umaze").agent, critic_layer_norm=False,
-                                     tau_final=None, tau_half_life=None, actor_ema=None, n_step=1)
+                                     tau_final=None, tau_half_life=None, actor_ema=None, n_step=1,
+                                     actor_regression="l1")
     config = _paper_sized(config)
     flow = make_flow(action_dim=2, state_dim=4, num_blocks=2, hidden_dims=(16, 16))
     data = random_transitions(jax.random.PRNGKey(0), 512, obs_dim=4)
