@@ -384,18 +384,22 @@ def test_actor_q_weight_adds_the_q_term_of_the_updated_critics_to_the_actor_loss
                  new_zero.actor_params, paper.actor_params)
 
 
+def _bandit(n: int = 1000) -> Transitions:
+    """A one-step bandit with reward = a: 90 % of the data's actions are -0.5, 10 % +0.5."""
+    k = jax.random.split(jax.random.PRNGKey(0), 2)
+    actions = jnp.where(jnp.arange(n) % 10 == 0, 0.5, -0.5)[:, None]
+    return Transitions(observations=jax.random.normal(k[0], (n, 2)), actions=actions,
+                       rewards=actions[:, 0], next_observations=jax.random.normal(k[1], (n, 2)),
+                       terminals=jnp.ones(n))
+
+
 def test_actor_q_weight_leaves_the_datas_majority_where_the_critic_disagrees():
     """A one-step bandit, reward = a: 90 % of the data's actions are -0.5, 10 % are +0.5. With
     weights ~ 1 (lambda huge) the weighted L1 is the data's median, -0.5, whatever the critic
     says; the Q term moves the policy up the critic's slope, above +0.3."""
     from lfjax.agent.decoders import IdentityDecoder
 
-    n = 1000
-    k = jax.random.split(jax.random.PRNGKey(0), 2)
-    actions = jnp.where(jnp.arange(n) % 10 == 0, 0.5, -0.5)[:, None]
-    data = Transitions(observations=jax.random.normal(k[0], (n, 2)), actions=actions,
-                       rewards=actions[:, 0], next_observations=jax.random.normal(k[1], (n, 2)),
-                       terminals=jnp.ones(n))
+    data = _bandit()
     decoder = IdentityDecoder(action_dim=1)
     config = AWACConfig(batch_size=128, hidden_dims=(32, 32), actor_lr=1e-3, critic_lr=1e-3,
                         awac_lambda=1e3)
@@ -432,12 +436,7 @@ def test_actor_regression_l2_is_the_weighted_mean_where_l1_is_the_weighted_media
     (0.9 (-0.5) + 0.1 e (0.5)) / (0.9 + 0.1 e) = -0.27, which the L2 finds."""
     from lfjax.agent.decoders import IdentityDecoder
 
-    n = 1000
-    k = jax.random.split(jax.random.PRNGKey(0), 2)
-    actions = jnp.where(jnp.arange(n) % 10 == 0, 0.5, -0.5)[:, None]
-    data = Transitions(observations=jax.random.normal(k[0], (n, 2)), actions=actions,
-                       rewards=actions[:, 0], next_observations=jax.random.normal(k[1], (n, 2)),
-                       terminals=jnp.ones(n))
+    data = _bandit()
     decoder = IdentityDecoder(action_dim=1)
     config = AWACConfig(batch_size=256, hidden_dims=(32, 32), actor_lr=1e-3, critic_lr=1e-3,
                         awac_lambda=1.0)
