@@ -393,27 +393,31 @@ def _bandit(n: int = 1000) -> Transitions:
                        terminals=jnp.ones(n))
 
 
+def _bandit_medians(config: AWACConfig, num_updates: int) -> list[float]:
+    """Two seeds trained on _bandit() with ``config`` in action space: each seed's median
+    deterministic action over 64 states."""
+    from lfjax.agent.decoders import IdentityDecoder
+
+    decoder = IdentityDecoder(action_dim=1)
+    states = jax.vmap(make_init(config, decoder, 2))(jax.random.split(jax.random.PRNGKey(1), 2))
+    states, metrics = make_train(config, decoder)(states, decoder.params(2), _bandit(), num_updates)
+    assert np.all(metrics["finite"])
+    act = make_act(config, decoder, deterministic=True)
+    observations = jax.random.normal(jax.random.PRNGKey(3), (64, 2))
+    return [float(jnp.median(act(jax.tree.map(lambda x: x[i], states.actor_params), {},
+                                 observations, None))) for i in range(2)]
+
+
 def test_actor_q_weight_leaves_the_datas_majority_where_the_critic_disagrees():
     """A one-step bandit, reward = a: 90 % of the data's actions are -0.5, 10 % are +0.5. With
     weights ~ 1 (lambda huge) the weighted L1 is the data's median, -0.5, whatever the critic
     says; the Q term moves the policy up the critic's slope, above +0.3."""
-    from lfjax.agent.decoders import IdentityDecoder
-
-    data = _bandit()
-    decoder = IdentityDecoder(action_dim=1)
     config = AWACConfig(batch_size=128, hidden_dims=(32, 32), actor_lr=1e-3, critic_lr=1e-3,
                         awac_lambda=1e3)
-    keys = jax.random.split(jax.random.PRNGKey(1), 2)  # two seeds
-    observations = jax.random.normal(jax.random.PRNGKey(3), (64, 2))
     for beta, check in ((None, lambda a: a < -0.3), (1.0, lambda a: a > 0.3)):
-        cfg = dataclasses.replace(config, actor_q_weight=beta)
-        states = jax.vmap(make_init(cfg, decoder, 2))(keys)
-        states, metrics = make_train(cfg, decoder)(states, decoder.params(2), data, 400)
-        assert np.all(metrics["finite"])
-        act = make_act(cfg, decoder, deterministic=True)
-        for i in range(2):
-            a = act(jax.tree.map(lambda x: x[i], states.actor_params), {}, observations, None)
-            assert check(float(jnp.median(a))), (beta, i, float(jnp.median(a)))
+        medians = _bandit_medians(dataclasses.replace(config, actor_q_weight=beta), 400)
+        for i, median in enumerate(medians):
+            assert check(median), (beta, i, median)
 
 
 def test_actor_regression_l2_squares_the_weighted_error():
@@ -434,25 +438,14 @@ def test_actor_regression_l2_is_the_weighted_mean_where_l1_is_the_weighted_media
     e^((q_i - q_j) / lambda) does not depend on the baseline v). Their weighted median stays at
     -0.5 (0.27 < 0.9), which the paper's L1 finds; the weighted mean is
     (0.9 (-0.5) + 0.1 e (0.5)) / (0.9 + 0.1 e) = -0.27, which the L2 finds."""
-    from lfjax.agent.decoders import IdentityDecoder
-
-    data = _bandit()
-    decoder = IdentityDecoder(action_dim=1)
     config = AWACConfig(batch_size=256, hidden_dims=(32, 32), actor_lr=1e-3, critic_lr=1e-3,
                         awac_lambda=1.0)
-    keys = jax.random.split(jax.random.PRNGKey(1), 2)  # two seeds
-    observations = jax.random.normal(jax.random.PRNGKey(3), (64, 2))
     e = np.e
     weighted_mean = (0.9 * -0.5 + 0.1 * e * 0.5) / (0.9 + 0.1 * e)
     for regression, target in (("l1", -0.5), ("l2", weighted_mean)):
-        cfg = dataclasses.replace(config, actor_regression=regression)
-        states = jax.vmap(make_init(cfg, decoder, 2))(keys)
-        states, metrics = make_train(cfg, decoder)(states, decoder.params(2), data, 1500)
-        assert np.all(metrics["finite"])
-        act = make_act(cfg, decoder, deterministic=True)
-        for i in range(2):
-            a = act(jax.tree.map(lambda x: x[i], states.actor_params), {}, observations, None)
-            assert abs(float(jnp.median(a)) - target) < 0.08, (regression, i, float(jnp.median(a)))
+        medians = _bandit_medians(dataclasses.replace(config, actor_regression=regression), 1500)
+        for i, median in enumerate(medians):
+            assert abs(median - target) < 0.08, (regression, i, median)
 
 
 def test_a_grid_over_actor_q_weight_gives_every_member_its_weight():
