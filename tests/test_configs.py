@@ -54,18 +54,19 @@ def test_quick_preset_keeps_the_papers_flow_depth():
 
 def test_quick_preset_per_maze_settings_reach_the_run_config():
     # Chosen per maze (BUILD_NOTES.md): umaze's flow fits a band of 0.01 at the saturated
-    # actions and its actor regresses with a squared error; medium has 3-step targets and 25k
-    # updates; large has none of them.
+    # actions and its actor regresses with a squared error; medium has both, with 3-step
+    # targets and 25k updates; large has none of them.
     umaze, medium, large = (quick_preset(f"maze2d-{m}") for m in ("umaze", "medium", "large"))
     assert umaze.flow.saturation_noise == 0.01 and umaze.agent.n_step == 1 and umaze.num_updates == 10_000
-    assert umaze.agent.actor_regression == "l2" and medium.agent.actor_regression == "l1"
+    assert umaze.agent.actor_regression == "l2" and medium.agent.actor_regression == "l2"
     assert dataclasses.replace(umaze.agent, actor_regression="l1") == large.agent
-    assert medium.flow.saturation_noise == 0.0 and medium.agent.n_step == 3 and medium.num_updates == 25_000
+    assert medium.flow.saturation_noise == 0.01 and medium.agent.n_step == 3 and medium.num_updates == 25_000
+    assert medium.eval_every == 5_000 and umaze.eval_every == large.eval_every == 2_500
     assert large.flow == FlowTrainConfig.quick() and large.agent == AWACConfig.quick()
     assert large.num_updates == 10_000
     # Everything else is shared: the flow's size and epochs, the agent's other settings.
-    assert dataclasses.replace(umaze.flow, saturation_noise=0.0) == large.flow
-    assert dataclasses.replace(medium.agent, n_step=1) == large.agent
+    assert umaze.flow == medium.flow and dataclasses.replace(umaze.flow, saturation_noise=0.0) == large.flow
+    assert dataclasses.replace(medium.agent, n_step=1) == umaze.agent
     # config.json / flow.json record the band, so a flow made without it is not reused.
     assert umaze.to_dict()["flow"]["saturation_noise"] == 0.01
 
