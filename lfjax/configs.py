@@ -409,9 +409,9 @@ QUICK_PER_ENV: dict[str, dict[str, Any]] = {
 
 
 def quick_preset(env: str) -> RunConfig:
-    """Minutes on a 2-core CPU (maze2d-umaze, 3 seeds: 10-15 with data and flow; maze2d-medium:
-    ~30). One setting for every env but those in QUICK_PER_ENV. The choices and the
-    measurements behind them are in BUILD_NOTES.md ("Learning that holds")."""
+    """Minutes on a 2-core CPU (3 seeds, data and flow included: maze2d-umaze 10-15,
+    maze2d-medium 17-30). One setting for every env but those in QUICK_PER_ENV. The choices and
+    the measurements behind them are in BUILD_NOTES.md ("Learning that holds")."""
     own = dict(QUICK_PER_ENV.get(env, {}))
     agent = dataclasses.replace(AWACConfig.quick(), **own.pop("agent", {}))
     flow = dataclasses.replace(FlowTrainConfig.quick(), **own.pop("flow", {}))
